@@ -1,0 +1,1 @@
+"""Caption images with Gemini, in a terminal app or headless."""

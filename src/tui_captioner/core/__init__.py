@@ -1,0 +1,1 @@
+"""The captioning engine. Nothing in this package imports Textual."""

@@ -1,0 +1,430 @@
+"""The scheduler: jobs in, captions out, on the caller's asyncio loop.
+
+One Pipeline serves both views. It owns the queue, a `RequestLimiter` (at most N
+requests in flight, N changeable while running, a global hold after a 429), the retry
+policy, and the life of each job, which always ends in exactly one final state through
+`_finish`. Views subscribe to its events; they never reach into its tasks.
+
+Each started job runs as one task: read or download, prepare in a worker thread, then
+wait for a request slot and stream the caption. Up to 2N jobs are started at once so the
+next images are already prepared when a slot frees, without holding a whole folder of
+images in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import aiohttp
+
+from tui_captioner.core import fetch, imaging
+from tui_captioner.core.captioner import Captioner, GeminiCaptioner
+from tui_captioner.core.errors import RETRYABLE, STOPS_RUN, CaptionerError, ErrorKind
+from tui_captioner.core.jobs import (
+    CaptionDelta,
+    ConcurrencyChanged,
+    Event,
+    Idle,
+    Job,
+    JobAdded,
+    JobChanged,
+    JobFinished,
+    JobProgress,
+    JobRemoved,
+    JobState,
+    RateLimited,
+    RunStopped,
+    Source,
+)
+from tui_captioner.core.limiter import RequestLimiter
+from tui_captioner.core.settings import Settings
+from tui_captioner.core.sources import InputProblem, iter_sources
+from tui_captioner.core.stats import Stats
+
+log = logging.getLogger(__name__)
+Subscriber = Callable[[Event], Any]
+
+
+class Pipeline:
+    """Add jobs at any time; pause, resume, cancel, retry; subscribe to what happens."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        captioner: Captioner | None = None,
+        session: aiohttp.ClientSession | None = None,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self._captioner = captioner
+        self._session = session
+        self._owns_session = session is None
+        self._owns_captioner = captioner is None
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.fetch_limits = fetch.FetchLimits(max_bytes=int(settings.max_download_mb * 1024**2))
+        self.limiter = RequestLimiter(settings.concurrency)
+        self.jobs: dict[int, Job] = {}
+        self.stats = Stats()
+        self.stopped_reason: str | None = None
+        self._keys: dict[str, int] = {}
+        self._queue: deque[Job] = deque()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._cancel_reasons: dict[int, str] = {}
+        self._subscribers: list[Subscriber] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._unfinished = 0
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    # --- life -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the shared connection pool and the captioner; start dispatching."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(trust_env=True)  # honour HTTPS_PROXY
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="pipeline-dispatch")
+
+    async def aclose(self) -> None:
+        """Cancel what runs, and close connections so nothing warns at exit."""
+        self.cancel_all("Cancelled: the program is closing")
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+            self._dispatcher = None
+        if self._captioner is not None and self._owns_captioner:
+            await self._captioner.aclose()
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Pipeline:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- events ---------------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(event)` for every event; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _emit(self, event: Event) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed on %r", event)
+
+    # --- adding work ----------------------------------------------------------------
+
+    def add_inputs(self, inputs: Iterable[str]) -> list[Job]:
+        """Expand paths, folders, globs and URLs into jobs; problems become failed jobs."""
+        added: list[Job] = []
+        for item in iter_sources(inputs):
+            if isinstance(item, InputProblem):
+                job = self._new_job(Source(given=item.given))
+                if job is not None:
+                    self._finish(job, JobState.FAILED, item.message)
+                    added.append(job)
+            else:
+                job = self.add(item)
+                if job is not None:
+                    added.append(job)
+        return added
+
+    def add(self, source: Source) -> Job | None:
+        """Queue one source; the same path or URL already queued is not queued again."""
+        job = self._new_job(source)
+        if job is not None:
+            self._enqueue(job)
+        return job
+
+    def _new_job(self, source: Source) -> Job | None:
+        key = source.key if (source.path or source.url) else f"problem:{source.given}"
+        if key in self._keys:
+            return None
+        job = Job(source=source, model=self.settings.model, prompt=self.settings.prompt)
+        self._keys[key] = job.id
+        self.jobs[job.id] = job
+        self._unfinished += 1
+        self._idle.clear()
+        self.stats.total += 1
+        self._emit(JobAdded(job))
+        return job
+
+    def _enqueue(self, job: Job, front: bool = False) -> None:
+        job.state = JobState.QUEUED
+        if front:
+            self._queue.appendleft(job)
+        else:
+            self._queue.append(job)
+        self._wake.set()
+
+    # --- control --------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self.limiter.paused
+
+    def pause(self) -> None:
+        """Start no new request; the ones streaming finish."""
+        self.limiter.pause()
+
+    def resume(self) -> None:
+        self.stopped_reason = None
+        self.limiter.resume()
+        self._wake.set()
+
+    @property
+    def concurrency(self) -> int:
+        return self.limiter.limit
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        self.limiter.limit = value
+        self.settings.concurrency = self.limiter.limit
+        self._wake.set()
+        self._emit(ConcurrencyChanged(self.limiter.limit))
+
+    def cancel(self, job_id: int, reason: str = "Cancelled by the user") -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.state.is_final:
+            return
+        task = self._tasks.get(job_id)
+        if task is not None:
+            self._cancel_reasons[job_id] = reason
+            task.cancel()
+        else:
+            self._finish(job, JobState.CANCELLED, reason)
+
+    def cancel_all(self, reason: str = "Cancelled by the user") -> None:
+        for job in list(self.jobs.values()):
+            self.cancel(job.id, reason)
+
+    def retry(self, job_id: int) -> bool:
+        """Run a finished job again (failed, cancelled, or done with another prompt)."""
+        job = self.jobs.get(job_id)
+        if job is None or not job.state.is_final or not (job.source.path or job.source.url):
+            return False
+        self.stats.unfinish(job.state)
+        job.reset_for_retry()
+        job.model, job.prompt = self.settings.model, self.settings.prompt
+        self._unfinished += 1
+        self._idle.clear()
+        self._enqueue(job)
+        self._emit(JobChanged(job))
+        return True
+
+    def retry_failed(self) -> int:
+        failed = [j.id for j in self.jobs.values() if j.state is JobState.FAILED]
+        return sum(self.retry(job_id) for job_id in failed)
+
+    def remove(self, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        self.cancel(job_id, "Removed by the user")
+        if job.state.is_final:
+            self._forget(job)
+        else:  # its task is unwinding; forget it when it ends
+            self._tasks[job_id].add_done_callback(lambda _t: self._forget(job))
+
+    def _forget(self, job: Job) -> None:
+        self.jobs.pop(job.id, None)
+        self._keys = {k: v for k, v in self._keys.items() if v != job.id}
+        self.stats.forget(job.state)
+        self._emit(JobRemoved(job))
+
+    async def wait_idle(self) -> None:
+        """Return when every job is in a final state."""
+        await self._idle.wait()
+
+    # --- scheduling -----------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            while self._queue and not self.paused and len(self._tasks) < 2 * self.limiter.limit:
+                job = self._queue.popleft()
+                if job.state is not JobState.QUEUED or job.id not in self.jobs:
+                    continue
+                job.started_at = asyncio.get_running_loop().time()
+                self._tasks[job.id] = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _run(self, job: Job) -> None:
+        try:
+            image = await self._prepare(job)
+            await self._caption_with_retries(job, image)
+        except asyncio.CancelledError:
+            self._finish(job, JobState.CANCELLED, self._cancel_reasons.pop(job.id, "Cancelled"))
+        except CaptionerError as exc:
+            if exc.kind in STOPS_RUN:
+                self._stop_run(job, exc)
+            else:
+                self._finish(job, JobState.FAILED, exc.message)
+        except Exception as exc:  # a bug must still end the job, in words
+            log.exception("job %s failed unexpectedly", job.id)
+            self._finish(job, JobState.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}")
+        finally:
+            self._tasks.pop(job.id, None)
+            self._wake.set()
+
+    async def _prepare(self, job: Job) -> imaging.PreparedImage:
+        source = job.source
+        if source.url is not None:
+            self._set_state(job, JobState.DOWNLOADING)
+            assert self._session is not None
+
+            def progress(done: int, total: int | None) -> None:
+                job.bytes_downloaded, job.bytes_total = done, total
+                self._emit(JobProgress(job))
+
+            raw = await self._with_retries(
+                job,
+                lambda: fetch.fetch_image(self._session, source.url, self.fetch_limits, progress),
+            )
+        else:
+            assert source.path is not None
+            raw = await imaging.read(source.path)
+        self._set_state(job, JobState.PREPARING)
+        image = await imaging.prepare(raw, self.settings.max_side, source.name)
+        job.sha256, job.width, job.height = image.sha256, image.width, image.height
+        job.bytes_sent = len(image.data)
+        return image
+
+    async def _caption_with_retries(self, job: Job, image: imaging.PreparedImage) -> None:
+        async def attempt() -> None:
+            self._set_state(job, JobState.WAITING)
+            async with self.limiter.slot():
+                job.attempts += 1
+                self._set_state(job, JobState.CAPTIONING)
+                await self._caption_once(job, image)
+
+        await self._with_retries(job, attempt, count_attempts=False)
+        self._finish(job, JobState.DONE)
+
+    async def _with_retries(self, job: Job, action: Callable[[], Any], count_attempts: bool = True):
+        """Run `action`, retrying what is retryable, up to `settings.retries` attempts."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await action()
+            except CaptionerError as exc:
+                attempts = tries if count_attempts else job.attempts
+                if exc.kind not in RETRYABLE or attempts >= self.settings.retries:
+                    if exc.kind in RETRYABLE and attempts > 1:
+                        exc.message = f"{exc.message} (gave up after {attempts} attempts)"
+                    raise
+                delay = self._retry_delay(exc, attempts)
+                loop = asyncio.get_running_loop()
+                if exc.kind is ErrorKind.RATE_LIMIT:
+                    self.limiter.hold(loop.time() + delay)
+                    self._emit(RateLimited(self.limiter.hold_until, self.limiter.limit))
+                job.retry_at = loop.time() + delay
+                job.error = exc.message
+                self._set_state(job, JobState.RETRYING)
+                await asyncio.sleep(delay)
+                job.retry_at = None
+                job.error = None
+
+    def _retry_delay(self, exc: CaptionerError, attempts: int) -> float:
+        if exc.retry_after is not None:
+            return exc.retry_after
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _gemini(self) -> Captioner:
+        """The captioner, made on first use so a key given later (in the app) is used."""
+        if self._captioner is None:
+            self._captioner = GeminiCaptioner(
+                self.settings.model,
+                api_key=self.settings.api_key,
+                base_url=self.settings.base_url,
+                session=self._session,
+                timeout=self.settings.timeout,
+                temperature=self.settings.temperature,
+                max_output_tokens=self.settings.max_output_tokens,
+            )
+        return self._captioner
+
+    async def configure(self, **changes: Any) -> None:
+        """Change settings (model, api_key, base_url, ...) for the jobs started from now on."""
+        for name, value in changes.items():
+            setattr(self.settings, name, value)
+        if "concurrency" in changes:
+            self.concurrency = self.settings.concurrency
+        if self._owns_captioner and self._captioner is not None:
+            old, self._captioner = self._captioner, None
+            await old.aclose()
+        self.fetch_limits = fetch.FetchLimits(
+            max_bytes=int(self.settings.max_download_mb * 1024**2)
+        )
+
+    async def _caption_once(self, job: Job, image: imaging.PreparedImage) -> None:
+        captioner = self._gemini()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        job.caption, job.note = "", None
+        try:
+            async for chunk in captioner.stream(image, job.prompt):
+                if chunk.input_tokens is not None:
+                    job.input_tokens = chunk.input_tokens
+                if chunk.output_tokens is not None:
+                    job.output_tokens = chunk.output_tokens
+                if chunk.finish_reason == "MAX_TOKENS":
+                    job.note = "The caption was cut short: the model hit its output limit"
+                if chunk.text:
+                    job.caption += chunk.text
+                    self._emit(CaptionDelta(job, chunk.text))
+        except BaseException:
+            job.caption = ""  # a cut stream starts again from scratch
+            raise
+        job.caption = job.caption.strip()
+        job.latency_s = loop.time() - started
+
+    # --- endings --------------------------------------------------------------------
+
+    def _set_state(self, job: Job, state: JobState) -> None:
+        job.state = state
+        self._emit(JobChanged(job))
+
+    def _finish(self, job: Job, state: JobState, error: str | None = None) -> None:
+        """The one place a job ends: exactly once per run of the job."""
+        if job.state.is_final:
+            return
+        job.finish(state, error)
+        self._unfinished -= 1
+        self.stats.record(state, asyncio.get_running_loop().time())
+        self._emit(JobFinished(job))
+        if self._unfinished == 0:
+            self._idle.set()
+            self._emit(Idle())
+
+    def _stop_run(self, job: Job, exc: CaptionerError) -> None:
+        """A bad key or a spent daily quota: pause everything instead of failing the rest."""
+        job.attempts = 0
+        job.caption = ""
+        self._enqueue(job, front=True)
+        self._emit(JobChanged(job))
+        if self.stopped_reason is None:
+            self.stopped_reason = exc.message
+            self.pause()
+            self._emit(RunStopped(exc.message, exc.kind.value))
