@@ -61,7 +61,8 @@ def main() -> None:
     r = asyncio.run(measure(args.images, args.concurrency, args.latency))
     ratio = r["wall"] / r["ideal"]
     print(f"images          {args.images} (done {r['done']:.0f})")
-    print(f"concurrency     {args.concurrency} (server saw at most {r['server_max_in_flight']:.0f})")
+    seen = r["server_max_in_flight"]
+    print(f"concurrency     {args.concurrency} (server saw at most {seen:.0f})")
     print(f"latency         {args.latency:g} s")
     print(f"wall time       {r['wall']:.2f} s")
     print(f"ideal           {r['ideal']:.2f} s  (ceil(N/C) x latency)")

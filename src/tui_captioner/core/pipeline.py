@@ -315,7 +315,11 @@ class Pipeline:
             async with self.limiter.slot():
                 job.attempts += 1
                 self._set_state(job, JobState.CAPTIONING)
-                await self._caption_once(job, image)
+                try:
+                    await self._caption_once(job, image)
+                except CaptionerError as exc:
+                    self._hold_back(exc, job.attempts)  # before the slot frees for another
+                    raise
 
         await self._with_retries(job, attempt, count_attempts=False)
         self._finish(job, JobState.DONE)
@@ -335,15 +339,21 @@ class Pipeline:
                     raise
                 delay = self._retry_delay(exc, attempts)
                 loop = asyncio.get_running_loop()
-                if exc.kind is ErrorKind.RATE_LIMIT:
-                    self.limiter.hold(loop.time() + delay)
-                    self._emit(RateLimited(self.limiter.hold_until, self.limiter.limit))
                 job.retry_at = loop.time() + delay
                 job.error = exc.message
                 self._set_state(job, JobState.RETRYING)
                 await asyncio.sleep(delay)
                 job.retry_at = None
                 job.error = None
+
+    def _hold_back(self, exc: CaptionerError, attempts: int) -> None:
+        """A 429 holds every new start for its delay; a bad key or daily quota pauses all."""
+        if exc.kind in STOPS_RUN:
+            self.limiter.pause()
+        elif exc.kind is ErrorKind.RATE_LIMIT:
+            exc.retry_after = self._retry_delay(exc, attempts)  # the job waits the same
+            self.limiter.hold(asyncio.get_running_loop().time() + exc.retry_after)
+            self._emit(RateLimited(self.limiter.hold_until, self.limiter.limit))
 
     def _retry_delay(self, exc: CaptionerError, attempts: int) -> float:
         if exc.retry_after is not None:
