@@ -65,6 +65,13 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"attempts per image for rate limits and server errors (default: {d.retries})",
     )
+    group.add_argument(
+        "--rpm",
+        type=int,
+        metavar="N",
+        help="stay under N requests per minute from the first request (a known quota); "
+        "without it the pace is learned from the first 429",
+    )
     parser.add_argument(
         "--config",
         type=Path,

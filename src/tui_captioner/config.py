@@ -88,6 +88,8 @@ def validate(settings: Settings) -> None:
         raise UsageError("--retries must be at least 1 (the first attempt counts).")
     if settings.timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds.")
+    if settings.rpm is not None and settings.rpm < 1:
+        raise UsageError("--rpm must be at least 1 request per minute.")
     if not settings.model.strip():
         raise UsageError("--model must not be empty.")
     if not settings.prompt.strip():

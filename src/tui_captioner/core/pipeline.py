@@ -14,6 +14,7 @@ images in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import deque
@@ -70,7 +71,7 @@ class Pipeline:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.fetch_limits = fetch.FetchLimits(max_bytes=int(settings.max_download_mb * 1024**2))
-        self.limiter = RequestLimiter(settings.concurrency)
+        self.limiter = RequestLimiter(settings.concurrency, settings.rpm)
         self.jobs: dict[int, Job] = {}
         self.stats = Stats()
         self.stopped_reason: str | None = None
@@ -91,6 +92,8 @@ class Pipeline:
         """Open the shared connection pool and the captioner; start dispatching."""
         if self._session is None:
             self._session = aiohttp.ClientSession(trust_env=True)  # honour HTTPS_PROXY
+        with contextlib.suppress(ValueError):  # no key yet (the app asks for one later)
+            self._gemini()  # made now so the first request does not pay for it
         if self._dispatcher is None:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="pipeline-dispatch")
 
@@ -312,14 +315,15 @@ class Pipeline:
     async def _caption_with_retries(self, job: Job, image: imaging.PreparedImage) -> None:
         async def attempt() -> None:
             self._set_state(job, JobState.WAITING)
-            async with self.limiter.slot():
+            async with self.limiter.slot() as sent_at:
                 job.attempts += 1
                 self._set_state(job, JobState.CAPTIONING)
                 try:
                     await self._caption_once(job, image)
                 except CaptionerError as exc:
-                    self._hold_back(exc, job.attempts)  # before the slot frees for another
+                    self._hold_back(exc, job.attempts, sent_at)  # before the slot frees
                     raise
+                self.limiter.pacer.succeeded()
 
         await self._with_retries(job, attempt, count_attempts=False)
         self._finish(job, JobState.DONE)
@@ -346,14 +350,16 @@ class Pipeline:
                 job.retry_at = None
                 job.error = None
 
-    def _hold_back(self, exc: CaptionerError, attempts: int) -> None:
+    def _hold_back(self, exc: CaptionerError, attempts: int, sent_at: float) -> None:
         """A 429 holds every new start for its delay; a bad key or daily quota pauses all."""
         if exc.kind in STOPS_RUN:
             self.limiter.pause()
         elif exc.kind is ErrorKind.RATE_LIMIT:
+            now = asyncio.get_running_loop().time()
+            self.limiter.pacer.rate_limited_at(sent_at, now, exc.retry_after)
             exc.retry_after = self._retry_delay(exc, attempts)  # the job waits the same
-            self.limiter.hold(asyncio.get_running_loop().time() + exc.retry_after)
-            self._emit(RateLimited(self.limiter.hold_until, self.limiter.limit))
+            self.limiter.hold(now + exc.retry_after)
+            self._emit(RateLimited(self.limiter.hold_until, self.limiter.effective_limit))
 
     def _retry_delay(self, exc: CaptionerError, attempts: int) -> float:
         if exc.retry_after is not None:
@@ -381,6 +387,8 @@ class Pipeline:
             setattr(self.settings, name, value)
         if "concurrency" in changes:
             self.concurrency = self.settings.concurrency
+        if "rpm" in changes:
+            self.limiter.pacer.set_rpm(self.settings.rpm)
         if self._owns_captioner and self._captioner is not None:
             old, self._captioner = self._captioner, None
             await old.aclose()

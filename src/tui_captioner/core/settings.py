@@ -23,6 +23,7 @@ class Settings:
     base_url: str | None = None
     timeout: float = 120.0  # seconds for one request, streaming included
     retries: int = 5  # attempts per image, the first included
+    rpm: int | None = None  # a known requests-per-minute quota to stay under
     max_download_mb: float = 50.0
     temperature: float | None = 0.4
     max_output_tokens: int | None = None
