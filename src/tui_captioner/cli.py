@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from tui_captioner.config import load_settings
+from tui_captioner.core.cache import ResultCache
 from tui_captioner.core.captioner import KEY_VARIABLES, find_api_key, uses_vertex
 from tui_captioner.core.errors import UsageError
+from tui_captioner.core.imaging import format_size
 from tui_captioner.core.settings import DEFAULT_MODEL, Settings
 from tui_captioner.core.sources import read_stdin_inputs
 from tui_captioner.headless import EXIT_INTERRUPTED, EXIT_USAGE, run_headless
-from tui_captioner.paths import config_file
+from tui_captioner.paths import cache_dir, config_file
 
 INPUT_HELP = (
     "image files, folders (searched recursively), glob patterns, http(s) URLs or file:// "
@@ -72,6 +74,18 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
         help="stay under N requests per minute from the first request (a known quota); "
         "without it the pace is learned from the first 429",
     )
+    group.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="caption every image again, even those already in the results cache",
+    )
+    group.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help=f"keep the results cache here (default: {cache_dir()}; or TUI_CAPTIONER_CACHE_DIR)",
+    )
     parser.add_argument(
         "--config",
         type=Path,
@@ -106,7 +120,8 @@ def build_app_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tui-captioner",
         description="Caption images with Gemini in a terminal app. "
-        "Use 'tui-captioner run --help' for the headless command.",
+        "'tui-captioner run --help' shows the headless command; "
+        "'tui-captioner cache [info|clear]' shows or clears the results cache.",
     )
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help=INPUT_HELP)
     parser.add_argument("--version", action="version", version=version("tui-captioner"))
@@ -152,11 +167,36 @@ def app_command(argv: list[str]) -> int:
     return run_app(settings, _expand_stdin(args.inputs))
 
 
+def build_cache_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tui-captioner cache",
+        description="Show or clear the results cache (captions kept so no image is paid twice).",
+    )
+    parser.add_argument("action", choices=["info", "clear"], nargs="?", default="info")
+    parser.add_argument("--cache-dir", metavar="DIR", help=f"default: {cache_dir()}")
+    return parser
+
+
+def cache_command(argv: list[str]) -> int:
+    args = build_cache_parser().parse_args(argv)
+    with ResultCache.open_in(args.cache_dir) as cache:
+        if args.action == "clear":
+            removed = cache.clear()
+            print(f"Removed {removed} cached caption(s) from {cache.path}.")
+        else:
+            stats = cache.stats()
+            print(f"{stats.entries} cached caption(s), {format_size(stats.size_bytes)}")
+            print(f"in {stats.path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["run"]:
             return run_command(argv[1:])
+        if argv[:1] == ["cache"]:
+            return cache_command(argv[1:])
         return app_command(argv)
     except UsageError as exc:
         print(f"tui-captioner: {exc}", file=sys.stderr)

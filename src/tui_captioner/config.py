@@ -22,6 +22,8 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
     try:
         if value is None or (isinstance(value, str) and value.strip() == "" and "None" in kind):
             return None
+        if kind == "bool":
+            return _boolean(value)
         if kind.startswith("int"):
             if isinstance(value, bool):
                 raise ValueError
@@ -30,7 +32,19 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise UsageError(f"{origin}: '{name}' must be a number, got {value!r}.") from None
+        what = "true or false" if kind == "bool" else "a number"
+        raise UsageError(f"{origin}: '{name}' must be {what}, got {value!r}.") from None
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(value)
 
 
 def _from_file(path: Path) -> dict[str, Any]:

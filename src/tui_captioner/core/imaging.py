@@ -158,18 +158,23 @@ class PreparedImage:
     original_bytes: int
 
 
-def prepare_image(raw: bytes, max_side: int, name: str) -> PreparedImage:
+def sha256_hex(raw: bytes) -> str:
+    """The content hash that identifies an image in results and in the cache."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def prepare_image(raw: bytes, max_side: int, name: str, sha256: str | None = None) -> PreparedImage:
     """Decode, orient, shrink and re-encode one image (blocking; run it in a thread).
 
     The original is sent unchanged only when it is already a type the service takes,
     fits within `max_side`, needs no rotation or pixel conversion, and is smaller
-    than the re-encoded version.
+    than the re-encoded version. `sha256` saves hashing again when the caller has it.
     """
     if max_side < 1:
         raise ValueError("max_side must be at least 1")
     if not raw:
         raise InputError(f"{name} is empty")
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = sha256 or sha256_hex(raw)
     img = _open(raw, name)
     mime = sniff_mime(raw[:64])
     stored_w, stored_h = img.size
@@ -216,9 +221,9 @@ def prepare_image(raw: bytes, max_side: int, name: str) -> PreparedImage:
     )
 
 
-async def prepare(raw: bytes, max_side: int, name: str) -> PreparedImage:
+async def prepare(raw: bytes, max_side: int, name: str, sha256: str | None = None) -> PreparedImage:
     """`prepare_image` in a worker thread, so the event loop keeps painting."""
-    return await asyncio.to_thread(prepare_image, raw, max_side, name)
+    return await asyncio.to_thread(prepare_image, raw, max_side, name, sha256)
 
 
 def _open(raw: bytes, name: str) -> Image.Image:

@@ -24,8 +24,10 @@ from typing import Any
 import aiohttp
 
 from tui_captioner.core import fetch, imaging
+from tui_captioner.core.cache import CacheError, ResultCache, cache_key
 from tui_captioner.core.captioner import Captioner, GeminiCaptioner
 from tui_captioner.core.errors import RETRYABLE, STOPS_RUN, CaptionerError, ErrorKind
+from tui_captioner.core.imaging import sha256_hex
 from tui_captioner.core.jobs import (
     CaptionDelta,
     ConcurrencyChanged,
@@ -62,8 +64,12 @@ class Pipeline:
         session: aiohttp.ClientSession | None = None,
         backoff_base: float = 1.0,
         backoff_max: float = 30.0,
+        cache: ResultCache | None = None,
     ) -> None:
         self.settings = settings
+        self.cache = cache
+        self._owns_cache = False
+        self.cache_error: str | None = None
         self._captioner = captioner
         self._session = session
         self._owns_session = session is None
@@ -92,6 +98,9 @@ class Pipeline:
         """Open the shared connection pool and the captioner; start dispatching."""
         if self._session is None:
             self._session = aiohttp.ClientSession(trust_env=True)  # honour HTTPS_PROXY
+        if self.cache is None and self.settings.cache:
+            self.cache = ResultCache.open_in(self.settings.cache_dir)
+            self._owns_cache = True
         with contextlib.suppress(ValueError):  # no key yet (the app asks for one later)
             self._gemini()  # made now so the first request does not pay for it
         if self._dispatcher is None:
@@ -109,6 +118,9 @@ class Pipeline:
             self._dispatcher = None
         if self._captioner is not None and self._owns_captioner:
             await self._captioner.aclose()
+        if self.cache is not None and self._owns_cache:
+            self.cache.close()
+            self.cache = None
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None
@@ -273,7 +285,13 @@ class Pipeline:
 
     async def _run(self, job: Job) -> None:
         try:
-            image = await self._prepare(job)
+            raw = await self._load(job)
+            if self.cache is not None:
+                job.sha256 = await asyncio.to_thread(sha256_hex, raw)
+                if self._from_cache(job):
+                    return
+            image = await self._prepare(job, raw)
+            del raw  # only the prepared image is kept while waiting for a slot
             await self._caption_with_retries(job, image)
         except asyncio.CancelledError:
             self._finish(job, JobState.CANCELLED, self._cancel_reasons.pop(job.id, "Cancelled"))
@@ -289,7 +307,8 @@ class Pipeline:
             self._tasks.pop(job.id, None)
             self._wake.set()
 
-    async def _prepare(self, job: Job) -> imaging.PreparedImage:
+    async def _load(self, job: Job) -> bytes:
+        """The original bytes: read from disk or downloaded (with retries)."""
         source = job.source
         if source.url is not None:
             self._set_state(job, JobState.DOWNLOADING)
@@ -306,11 +325,42 @@ class Pipeline:
         else:
             assert source.path is not None
             raw = await imaging.read(source.path)
+        return raw
+
+    async def _prepare(self, job: Job, raw: bytes) -> imaging.PreparedImage:
         self._set_state(job, JobState.PREPARING)
-        image = await imaging.prepare(raw, self.settings.max_side, source.name)
+        image = await imaging.prepare(raw, self.settings.max_side, job.source.name, job.sha256)
         job.sha256, job.width, job.height = image.sha256, image.width, image.height
         job.bytes_sent = len(image.data)
         return image
+
+    def _cache_key(self, job: Job) -> str | None:
+        if self.cache is None or job.sha256 is None:
+            return None
+        return cache_key(job.sha256, job.model, job.prompt, self.settings.max_side)
+
+    def _from_cache(self, job: Job) -> bool:
+        """Finish the job from the results cache if this image was captioned before."""
+        key = self._cache_key(job)
+        hit = self.cache.get(key) if key and self.cache else None
+        if hit is None:
+            return False
+        job.caption, job.note, job.cached = hit.caption, hit.note, True
+        job.width, job.height, job.bytes_sent = hit.width, hit.height, hit.bytes_sent
+        job.input_tokens, job.output_tokens = hit.input_tokens, hit.output_tokens
+        job.latency_s = hit.latency_s
+        self._finish(job, JobState.DONE)
+        return True
+
+    def _store(self, job: Job) -> None:
+        """Keep a finished caption the moment it exists: a crash must not lose it."""
+        key = self._cache_key(job)
+        if key and self.cache:
+            try:
+                self.cache.put(key, job, self.settings.max_side)
+            except CacheError as exc:
+                log.warning("results cache write failed: %s", exc)
+                self.cache_error = str(exc)
 
     async def _caption_with_retries(self, job: Job, image: imaging.PreparedImage) -> None:
         async def attempt() -> None:
@@ -327,6 +377,7 @@ class Pipeline:
 
         await self._with_retries(job, attempt, count_attempts=False)
         self._finish(job, JobState.DONE)
+        self._store(job)
 
     async def _with_retries(self, job: Job, action: Callable[[], Any], count_attempts: bool = True):
         """Run `action`, retrying what is retryable, up to `settings.retries` attempts."""

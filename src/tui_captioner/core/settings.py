@@ -27,6 +27,8 @@ class Settings:
     max_download_mb: float = 50.0
     temperature: float | None = 0.4
     max_output_tokens: int | None = None
+    cache: bool = True  # look up and store finished captions in the results cache
+    cache_dir: str | None = None  # where the cache lives (default: the platform cache dir)
     api_key: str | None = field(default=None, repr=False)  # never printed
 
     @classmethod
