@@ -1,7 +1,8 @@
 """Rate limits: 60 images against a server allowing 20 requests per 10 s (0.5 s latency).
 
 Three contenders, each against a fresh server with the same limit:
-- app: our Pipeline with its defaults (concurrency 8, learned pace, retries);
+- app: our Pipeline with its defaults (concurrency 8, learned pace, retries;
+  `--app-concurrency N` to try another);
 - notebook: the seed cookbook's pattern: one coroutine per image, `asyncio.as_completed`,
   no bound, no retry;
 - semaphore: a semaphore of 8 and the SDK's own `HttpRetryOptions` (exponential backoff).
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -41,8 +44,8 @@ def make_images(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-async def app(server: FakeGemini, paths: list[Path]) -> tuple[int, int]:
-    settings = Settings(base_url=server.url, api_key="test-key")
+async def app(server: FakeGemini, paths: list[Path], concurrency: int) -> tuple[int, int]:
+    settings = Settings(base_url=server.url, api_key="test-key", concurrency=concurrency)
     async with Pipeline(settings) as pipeline:
         pipeline.add_inputs([str(p) for p in paths])
         await pipeline.wait_idle()
@@ -96,9 +99,17 @@ async def semaphore(server: FakeGemini, paths: list[Path]) -> tuple[int, int]:
     return len(results) - failed, failed
 
 
-async def measure(name: str, images: int, limit: int, window: float, latency: float):
-    contender = {"app": app, "notebook": notebook, "semaphore": semaphore}[name]
+async def measure(
+    name: str, images: int, limit: int, window: float, latency: float, app_concurrency: int
+):
+    contenders = {
+        "app": functools.partial(app, concurrency=app_concurrency),
+        "notebook": notebook,
+        "semaphore": semaphore,
+    }
+    contender = contenders[name]
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TUI_CAPTIONER_CACHE_DIR"] = tmp  # a fresh results cache every run
         paths = make_images(Path(tmp), images)
         async with FakeGemini(latency=latency, rpm_limit=(limit, window), keep_bodies=False) as s:
             start = time.perf_counter()
@@ -114,6 +125,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--only", choices=["app", "notebook", "semaphore"])
+    parser.add_argument("--app-concurrency", type=int, default=Settings().concurrency)
     args = parser.parse_args()
     windows = -(-args.images // args.limit)
     ideal = (windows - 1) * args.window + args.latency
@@ -124,7 +136,7 @@ def main() -> None:
     print(f"{'contender':<10} {'done':>5} {'failed':>6} {'wall s':>7} {'x ideal':>8} {'429s':>5}")
     for name in [args.only] if args.only else ["app", "notebook", "semaphore"]:
         done, failed, wall, limited = asyncio.run(
-            measure(name, args.images, args.limit, args.window, args.latency)
+            measure(name, args.images, args.limit, args.window, args.latency, args.app_concurrency)
         )
         print(f"{name:<10} {done:>5} {failed:>6} {wall:>7.1f} {wall / ideal:>8.3f} {limited:>5}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ def make_images(folder: Path, count: int) -> None:
 
 async def measure(images: int, concurrency: int, latency: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TUI_CAPTIONER_CACHE_DIR"] = tmp  # a fresh results cache every run
         folder = Path(tmp)
         make_images(folder, images)
         async with FakeGemini(latency=latency, chunks=4, keep_bodies=False) as server:

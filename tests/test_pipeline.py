@@ -329,3 +329,22 @@ async def test_removing_a_job_forgets_it(gemini, pipeline_for, tmp_path) -> None
     await asyncio.wait_for(pipeline.wait_idle(), 10)
     assert list(pipeline.jobs) == [second.id]
     assert pipeline.stats.total == 1 and pipeline.stats.done == 1
+
+
+async def test_a_big_folder_joins_in_batches_without_sending_while_paused(
+    gemini, pipeline_for, tmp_path
+) -> None:
+    seed = tmp_path / "seed.jpg"
+    Image.new("RGB", (8, 8)).save(seed)
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(1200):
+        (folder / f"{i:04d}.jpg").write_bytes(seed.read_bytes())
+    pipeline = await pipeline_for()
+    pipeline.pause()
+    added_events: list[int] = []
+    pipeline.subscribe(lambda e: type(e).__name__ == "JobAdded" and added_events.append(e.job.id))
+    jobs = await pipeline.add_inputs_async([str(folder)], batch=500)
+    assert len(jobs) == len(added_events) == pipeline.stats.total == 1200
+    assert [j.source.name for j in jobs[:2]] == ["0000.jpg", "0001.jpg"]
+    assert gemini.requests == []

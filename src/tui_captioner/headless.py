@@ -117,7 +117,7 @@ async def run_headless(
     try:
         with view:
             await pipeline.start()
-            pipeline.add_inputs(inputs)
+            await pipeline.add_inputs_async(inputs)
             if pipeline.stats.total == 0:
                 view.message("No images found in the inputs given.")
                 return EXIT_USAGE

@@ -150,8 +150,22 @@ class Pipeline:
 
     def add_inputs(self, inputs: Iterable[str]) -> list[Job]:
         """Expand paths, folders, globs and URLs into jobs; problems become failed jobs."""
+        return self._add_items(iter_sources(inputs))
+
+    async def add_inputs_async(self, inputs: Iterable[str], batch: int = 500) -> list[Job]:
+        """`add_inputs` for big folders: the folder walk runs in a thread, and jobs join
+        the queue in batches so the loop (and the app's painting) never stalls."""
+        inputs = list(inputs)
+        items = await asyncio.to_thread(lambda: list(iter_sources(inputs)))
         added: list[Job] = []
-        for item in iter_sources(inputs):
+        for start in range(0, len(items), batch):
+            added += self._add_items(items[start : start + batch])
+            await asyncio.sleep(0)
+        return added
+
+    def _add_items(self, items: Iterable[Source | InputProblem]) -> list[Job]:
+        added: list[Job] = []
+        for item in items:
             if isinstance(item, InputProblem):
                 job = self._new_job(Source(given=item.given))
                 if job is not None:
