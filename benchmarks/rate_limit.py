@@ -44,12 +44,17 @@ def make_images(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-async def app(server: FakeGemini, paths: list[Path], concurrency: int) -> tuple[int, int]:
+Outcome = tuple[int, int, float]  # done, failed, wall seconds from the first submission
+
+
+async def app(server: FakeGemini, paths: list[Path], concurrency: int) -> Outcome:
     settings = Settings(base_url=server.url, api_key="test-key", concurrency=concurrency)
     async with Pipeline(settings) as pipeline:
+        start = time.perf_counter()
         pipeline.add_inputs([str(p) for p in paths])
         await pipeline.wait_idle()
-    return pipeline.stats.done, pipeline.stats.failed
+        wall = time.perf_counter() - start
+    return pipeline.stats.done, pipeline.stats.failed, wall
 
 
 def _part(path: Path) -> types.Part:
@@ -58,7 +63,7 @@ def _part(path: Path) -> types.Part:
     return types.Part.from_bytes(data=buffer.getvalue(), mime_type="image/jpeg")
 
 
-async def notebook(server: FakeGemini, paths: list[Path]) -> tuple[int, int]:
+async def notebook(server: FakeGemini, paths: list[Path]) -> Outcome:
     client = genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=server.url))
 
     async def caption(path: Path) -> str:
@@ -68,17 +73,19 @@ async def notebook(server: FakeGemini, paths: list[Path]) -> tuple[int, int]:
         return response.text
 
     done = failed = 0
+    start = time.perf_counter()
     for future in asyncio.as_completed([caption(p) for p in paths]):
         try:
             await future
             done += 1
         except Exception:
             failed += 1
+    wall = time.perf_counter() - start
     await client.aio.aclose()
-    return done, failed
+    return done, failed, wall
 
 
-async def semaphore(server: FakeGemini, paths: list[Path]) -> tuple[int, int]:
+async def semaphore(server: FakeGemini, paths: list[Path]) -> Outcome:
     retry = types.HttpRetryOptions(attempts=8, initial_delay=1.0, max_delay=30.0)
     client = genai.Client(
         api_key="test-key",
@@ -93,10 +100,12 @@ async def semaphore(server: FakeGemini, paths: list[Path]) -> tuple[int, int]:
             )
             return response.text
 
+    start = time.perf_counter()
     results = await asyncio.gather(*(caption(p) for p in paths), return_exceptions=True)
+    wall = time.perf_counter() - start
     await client.aio.aclose()
     failed = sum(isinstance(r, BaseException) for r in results)
-    return len(results) - failed, failed
+    return len(results) - failed, failed, wall
 
 
 async def measure(
@@ -112,9 +121,7 @@ async def measure(
         os.environ["TUI_CAPTIONER_CACHE_DIR"] = tmp  # a fresh results cache every run
         paths = make_images(Path(tmp), images)
         async with FakeGemini(latency=latency, rpm_limit=(limit, window), keep_bodies=False) as s:
-            start = time.perf_counter()
-            done, failed = await contender(s, paths)
-            wall = time.perf_counter() - start
+            done, failed, wall = await contender(s, paths)
             return done, failed, wall, s.rate_limited_count
 
 
