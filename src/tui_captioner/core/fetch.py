@@ -221,7 +221,11 @@ def _shorten(text: str) -> str:
 
 # --- names ----------------------------------------------------------------------------
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+# C0 and C1 controls (a CSI can drive a terminal), bidi overrides and other format
+# characters (a "gnp.exe" spoof), and what file systems refuse.
+_UNSAFE = re.compile(
+    r'[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff/\\:*?"<>|]+'
+)
 _WINDOWS_RESERVED = frozenset(
     {"con", "prn", "aux", "nul"}
     | {f"com{i}" for i in range(1, 10)}

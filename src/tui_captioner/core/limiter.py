@@ -107,6 +107,7 @@ class RequestLimiter:
             return self._grant()
         waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._wake()  # held or paced: make sure a timer will look again
         try:
             return await waiter
         except asyncio.CancelledError:

@@ -53,6 +53,7 @@ class Pacer:
         self._burst_until = 0.0  # 429s answered before this belong to the learning burst
         self._successes = 0
         self._last_limited = 0.0
+        self._last_shrink = float("-inf")
 
     def set_max_concurrency(self, value: int) -> None:
         """The user's setting: the ceiling that adaptation climbs back to."""
@@ -110,7 +111,10 @@ class Pacer:
         frees_at = sent + retry_after
         if not self.learned or now <= self._burst_until:
             self._learn(frees_at)
-        elif self.window is not None:
+        elif self.window is not None and now - self._last_shrink >= self.window.seconds:
+            # once per window: a scatter of 429s that are not about our pace (the
+            # service's own capacity) must not shrink the quota to nothing
+            self._last_shrink = now
             self._expire(now)
             held = len(self._sends)
             self.window.requests = max(1, min(self.window.requests - 1, held))

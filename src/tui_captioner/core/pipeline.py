@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections import deque
@@ -185,7 +186,7 @@ class Pipeline:
         return job
 
     def _new_job(self, source: Source) -> Job | None:
-        key = source.key if (source.path or source.url) else f"problem:{source.given}"
+        key = _dedupe_key(source)
         if key in self._keys:
             return None
         job = Job(source=source, model=self.settings.model, prompt=self.settings.prompt)
@@ -236,7 +237,7 @@ class Pipeline:
         if job is None or job.state.is_final:
             return
         task = self._tasks.get(job_id)
-        if task is not None:
+        if task is not None and not task.done():
             self._cancel_reasons[job_id] = reason
             task.cancel()
         else:
@@ -276,7 +277,7 @@ class Pipeline:
 
     def _forget(self, job: Job) -> None:
         self.jobs.pop(job.id, None)
-        self._keys = {k: v for k, v in self._keys.items() if v != job.id}
+        self._keys.pop(_dedupe_key(job.source), None)
         self.stats.forget(job.state)
         self._emit(JobRemoved(job))
 
@@ -293,9 +294,19 @@ class Pipeline:
                 if job.state is not JobState.QUEUED or job.id not in self.jobs:
                     continue
                 job.started_at = asyncio.get_running_loop().time()
-                self._tasks[job.id] = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+                task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+                task.add_done_callback(functools.partial(self._task_done, job))
+                self._tasks[job.id] = task
             self._wake.clear()
             await self._wake.wait()
+
+    def _task_done(self, job: Job, task: asyncio.Task[None]) -> None:
+        """A task cancelled before its first step never ran `_run`'s handlers: end it here."""
+        if self._tasks.get(job.id) is task:
+            self._tasks.pop(job.id)
+            self._wake.set()
+        if task.cancelled() and not job.state.is_final:
+            self._finish(job, JobState.CANCELLED, self._cancel_reasons.pop(job.id, "Cancelled"))
 
     async def _run(self, job: Job) -> None:
         try:
@@ -314,12 +325,9 @@ class Pipeline:
                 self._stop_run(job, exc)
             else:
                 self._finish(job, JobState.FAILED, exc.message)
-        except Exception as exc:  # a bug must still end the job, in words
-            log.exception("job %s failed unexpectedly", job.id)
+        except Exception as exc:  # a bug must still end the job, in words, not a traceback
+            log.debug("job %s failed unexpectedly", job.id, exc_info=True)
             self._finish(job, JobState.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}")
-        finally:
-            self._tasks.pop(job.id, None)
-            self._wake.set()
 
     async def _load(self, job: Job) -> bytes:
         """The original bytes: read from disk or downloaded (with retries)."""
@@ -511,3 +519,8 @@ class Pipeline:
             self.stopped_reason = exc.message
             self.pause()
             self._emit(RunStopped(exc.message, exc.kind.value))
+
+
+def _dedupe_key(source: Source) -> str:
+    """The same path or URL is queued once; an input that resolved to nothing, by its text."""
+    return source.key if (source.path or source.url) else f"problem:{source.given}"

@@ -38,6 +38,12 @@ class InputProblem:
     message: str
 
 
+def _absolute(path: str | Path) -> Path:
+    """Resolve links and `..` without raising on a symlink loop (Path.resolve does on
+    3.11); the loop then fails later, in words, when the file is read."""
+    return Path(os.path.realpath(path))
+
+
 def iter_sources(inputs: Iterable[str]) -> Iterator[Source | InputProblem]:
     """Expand inputs into sources, each path or URL once, in a stable order.
 
@@ -109,7 +115,7 @@ def _local(
     if os.path.isdir(path):
         yield from _walk(spelled, path, visited_dirs)
     elif os.path.lexists(path):
-        yield Source(given=given, path=Path(path).resolve())
+        yield Source(given=given, path=_absolute(path))
     elif allow_glob and _GLOB_CHARS.search(path):
         yield from _glob(given, path, visited_dirs)
     else:
@@ -128,7 +134,7 @@ def _glob(
                 yield item
         elif _is_image_name(match):
             found = True
-            yield Source(given=match, path=Path(match).resolve())
+            yield Source(given=match, path=_absolute(match))
     if not found:
         yield InputProblem(given, f"No images match {given}")
 
@@ -143,7 +149,7 @@ def _walk(
     Sources carry `given` spelled from the user's folder (for results), and a path
     under the resolved folder (so a file given separately compares equal).
     """
-    root = Path(folder).resolve()
+    root = _absolute(folder)
     if not _first_visit(str(root), visited_dirs):
         return
     # Each stack entry: (real folder, folder as the user spelled it, sorted entries).
@@ -232,8 +238,16 @@ def parse_pasted_text(text: str) -> list[str]:
     """
     inputs: list[str] = []
     for line in _LINE_BREAK.split(text):
-        inputs.extend(_split_line(line.strip()))
+        inputs.extend(_split_line(_strip(line)))
     return inputs
+
+
+def _strip(line: str) -> str:
+    """Trim padding, but keep a final space a backslash escapes (`draft\\ `)."""
+    stripped = line.strip()
+    if stripped.endswith("\\") and line != line.rstrip():
+        return stripped + " "
+    return stripped
 
 
 def _split_line(line: str) -> list[str]:
