@@ -199,6 +199,11 @@ class GeminiCaptioner(Captioner):
             raise CaptionerError(
                 f"Gemini did not answer within {self.timeout:g} s", ErrorKind.TRANSIENT
             ) from None
+        except aiohttp.ClientPayloadError:
+            raise CaptionerError(
+                "The connection to Gemini was cut before the caption was complete",
+                ErrorKind.TRANSIENT,
+            ) from None
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
             raise CaptionerError(
                 f"The connection to Gemini failed: {exc or type(exc).__name__}",
