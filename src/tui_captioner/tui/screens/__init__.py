@@ -1,0 +1,1 @@
+"""Screens pushed over the main view: dialogs, the folder browser, help."""
