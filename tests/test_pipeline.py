@@ -348,3 +348,17 @@ async def test_a_big_folder_joins_in_batches_without_sending_while_paused(
     assert len(jobs) == len(added_events) == pipeline.stats.total == 1200
     assert [j.source.name for j in jobs[:2]] == ["0000.jpg", "0001.jpg"]
     assert gemini.requests == []
+
+
+async def test_an_edited_caption_is_what_the_cache_gives_back(gemini, tmp_path) -> None:
+    make_images(tmp_path / "p", 1)
+    settings = settings_for(gemini, cache_dir=str(tmp_path / "cache"))
+    async with Pipeline(settings) as first:
+        (job,) = first.add_inputs([str(tmp_path / "p")])
+        await asyncio.wait_for(first.wait_idle(), 10)
+        assert first.edit_caption(job.id, "A hand-written caption.")
+    async with Pipeline(settings) as second:
+        (again,) = second.add_inputs([str(tmp_path / "p")])
+        await asyncio.wait_for(second.wait_idle(), 10)
+    assert again.cached and again.caption == "A hand-written caption."
+    assert len(gemini.requests) == 1

@@ -204,6 +204,13 @@ class GeminiCaptioner(Captioner):
                 "The connection to Gemini was cut before the caption was complete",
                 ErrorKind.TRANSIENT,
             ) from None
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or str(exc.os_error) or "refused"
+            raise CaptionerError(
+                f"The connection to Gemini failed: cannot connect to {exc.host}:{exc.port} "
+                f"({reason})",
+                ErrorKind.TRANSIENT,
+            ) from None
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
             raise CaptionerError(
                 f"The connection to Gemini failed: {exc or type(exc).__name__}",

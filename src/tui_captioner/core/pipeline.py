@@ -151,7 +151,7 @@ class Pipeline:
 
     def add_inputs(self, inputs: Iterable[str]) -> list[Job]:
         """Expand paths, folders, globs and URLs into jobs; problems become failed jobs."""
-        return self._add_items(iter_sources(inputs))
+        return self.add_items(iter_sources(inputs))
 
     async def add_inputs_async(self, inputs: Iterable[str], batch: int = 500) -> list[Job]:
         """`add_inputs` for big folders: the folder walk runs in a thread, and jobs join
@@ -160,11 +160,13 @@ class Pipeline:
         items = await asyncio.to_thread(lambda: list(iter_sources(inputs)))
         added: list[Job] = []
         for start in range(0, len(items), batch):
-            added += self._add_items(items[start : start + batch])
+            added += self.add_items(items[start : start + batch])
             await asyncio.sleep(0)
         return added
 
-    def _add_items(self, items: Iterable[Source | InputProblem]) -> list[Job]:
+    def add_items(self, items: Iterable[Source | InputProblem]) -> list[Job]:
+        """Queue inputs already expanded by `iter_sources` (a view may walk folders in a
+        thread); each problem becomes a failed job that says why."""
         added: list[Job] = []
         for item in items:
             if isinstance(item, InputProblem):
@@ -374,8 +376,9 @@ class Pipeline:
         self._finish(job, JobState.DONE)
         return True
 
-    def _store(self, job: Job) -> None:
-        """Keep a finished caption the moment it exists: a crash must not lose it."""
+    def _store(self, job: Job) -> bool:
+        """Keep a finished caption the moment it exists: a crash must not lose it.
+        False when the cache refused it (the caption still stands in the results)."""
         key = self._cache_key(job)
         if key and self.cache:
             try:
@@ -383,6 +386,18 @@ class Pipeline:
             except CacheError as exc:
                 log.warning("results cache write failed: %s", exc)
                 self.cache_error = str(exc)
+                return False
+        return True
+
+    def edit_caption(self, job_id: int, text: str) -> bool:
+        """Replace a finished caption by hand, in the results cache too, so reopening the
+        same image shows the edit. False when the cache could not keep it."""
+        job = self.jobs.get(job_id)
+        if job is None or job.state is not JobState.DONE:
+            return False
+        job.caption = text
+        self._emit(JobChanged(job))
+        return self._store(job)
 
     async def _caption_with_retries(self, job: Job, image: imaging.PreparedImage) -> None:
         async def attempt() -> None:

@@ -31,17 +31,10 @@ CONCURRENCY_MAX = 64
 async def add_inputs(app: CaptionerApp, pipeline: Pipeline, inputs: list[str]) -> None:
     """Queue inputs; say in one sentence what was queued and what could not be."""
     items = await asyncio.to_thread(lambda: list(iter_sources(inputs)))
-    added = again = 0
-    problems: list[InputProblem] = []
-    for item in items:
-        if isinstance(item, InputProblem):
-            problems.append(item)
-        elif pipeline.add(item) is not None:
-            added += 1
-        else:
-            again += 1
-    if problems:  # they become failed rows that say why; resolving them again is cheap
-        pipeline.add_inputs([p.given for p in problems])
+    problems = [item for item in items if isinstance(item, InputProblem)]
+    jobs = pipeline.add_items(items)  # problems become failed rows that say why
+    added = sum(1 for job in jobs if job.source.path or job.source.url)
+    again = len(items) - len(problems) - added
     parts = []
     if added:
         parts.append(f"Queued {added} image{'s' if added != 1 else ''}.")

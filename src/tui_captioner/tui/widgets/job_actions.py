@@ -12,7 +12,6 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widget import Widget
 
-from tui_captioner.core.cache import CacheError, cache_key
 from tui_captioner.core.jobs import Job, JobState
 from tui_captioner.core.pipeline import Pipeline
 from tui_captioner.tui.screens.edit_caption import EditCaptionScreen
@@ -101,24 +100,18 @@ class JobActions(Widget):
             return
 
         def save(text: str | None) -> None:
-            if text is not None and text != job.caption:
-                job.caption = text
-                self._remember(job)
-                self.post_message(self.JobTouched(job.id))
+            pipeline = self.pipeline
+            if text is None or text == job.caption or pipeline is None:
+                return
+            if pipeline.edit_caption(job.id, text):
                 self.notify(f"Saved your caption for {job.source.name}.")
+            else:
+                self.notify(
+                    f"Your caption is kept for this run only: {pipeline.cache_error}",
+                    severity="warning",
+                )
 
         self.app.push_screen(EditCaptionScreen(job.source.name, job.caption), save)
-
-    def _remember(self, job: Job) -> None:
-        """Put the edited caption in the results cache, so reopening the folder shows it."""
-        pipeline = self.pipeline
-        if pipeline is None or pipeline.cache is None or job.sha256 is None:
-            return
-        key = cache_key(job.sha256, job.model, job.prompt, pipeline.settings.max_side)
-        try:
-            pipeline.cache.put(key, job, pipeline.settings.max_side)
-        except CacheError as exc:
-            self.notify(f"Your caption is kept for this run only: {exc}", severity="warning")
 
     def action_recaption(self) -> None:
         job = self._require_job()
