@@ -110,7 +110,8 @@ async def _open_export_and_submit(pilot, path: Path) -> None:
 
 
 async def test_settings_apply_through_configure(gemini: FakeGemini, tmp_path: Path):
-    """s changes model, prompt, concurrency and max side for the jobs that start next."""
+    """s changes model, prompt, concurrency, max side and the known quota for the jobs
+    that start next."""
     make_images(tmp_path / "a", 1, size=(800, 600))
     app = make_app(gemini, [])
     async with app.run_test(size=SIZE) as pilot:
@@ -121,9 +122,14 @@ async def test_settings_apply_through_configure(gemini: FakeGemini, tmp_path: Pa
         screen.query_one("#concurrency", Input).value = "2"
         screen.query_one("#max_side", Input).value = "200"
         screen.query_one("#prompt", TextArea).text = "Say what is in it."
+        screen.query_one("#rpm", Input).value = "30"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
         settings = app.pipeline.settings
+        assert settings.rpm == 30
+        window = app.pipeline.limiter.pacer.window
+        assert window is not None and (window.requests, window.seconds) == (30, 60.0)
+        assert "pace 30/60s" in str(app.query_one(StatsBar).render())
         assert (settings.model, settings.concurrency, settings.max_side) == (
             "gemini-test-model",
             2,

@@ -146,3 +146,44 @@ async def test_big_queue_adds_rows_over_several_frames(tmp_path: Path):
         await pilot.pause(0.1)
         assert app.table.cursor_row == 1999
         assert app.query_one(Preview).job_id == app.table.row_ids[-1]
+
+
+async def test_the_learned_pace_and_a_lower_concurrency_show_at_the_top(tmp_path: Path):
+    """Against a quota, the bar shows the pace learned from the first burst of 429s;
+    after a 429 with no delay, the effective concurrency and the setting it climbs to."""
+    make_images(tmp_path, 12)
+    async with FakeGemini(latency=0.05, rpm_limit=(4, 1.0)) as server:
+        app = make_app(server, [str(tmp_path)])
+        async with app.run_test(size=SIZE) as pilot:
+            stats = app.query_one(StatsBar)
+            await wait_until(pilot, lambda: "pace 4/1s" in str(stats.render()), what="pace")
+            await wait_idle(pilot, count=12)
+            assert app.pipeline.stats.done == 12
+    async with FakeGemini(latency=1.0) as server:
+        server.script(Fault.rate_limit(retry_delay=None, delay=0.0))  # at once
+        app = make_app(server, [str(tmp_path)], concurrency=4, cache=False)
+        async with app.run_test(size=SIZE) as pilot:
+            stats = app.query_one(StatsBar)
+            await wait_until(pilot, lambda: "/2 of 4" in str(stats.render()), what="halved")
+
+
+async def test_reopening_a_folder_shows_cached_captions_and_sends_nothing(
+    gemini: FakeGemini, tmp_path: Path
+):
+    """Nothing paid twice: the second time the app opens the folder, every row is done at
+    once from the results cache."""
+    make_images(tmp_path, 3)
+    first = make_app(gemini, [str(tmp_path)])
+    async with first.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, count=3)
+        captions = {j.source.name: j.caption for j in first.pipeline.jobs.values()}
+    assert len(gemini.requests) == 3
+    second = make_app(gemini, [str(tmp_path)])
+    async with second.run_test(size=SIZE) as pilot:
+        await wait_idle(pilot, count=3)
+        jobs = jobs_by_name(second)
+        assert {name: j.caption for name, j in jobs.items()} == captions
+        assert all(j.cached and j.state is JobState.DONE for j in jobs.values())
+        assert "3/3" in str(second.query_one(StatsBar).render())
+        assert screen_text(second).count("cached") >= 3
+    assert len(gemini.requests) == 3

@@ -1,4 +1,4 @@
-"""Change model, prompt, concurrency and max side while the queue runs.
+"""Change model, prompt, concurrency, max side and a known rate quota while the queue runs.
 
 The dialog only collects and checks values; the app applies them through
 `Pipeline.configure`, so they take effect for every job started from then on.
@@ -37,6 +37,14 @@ class SettingsScreen(Dialog[dict[str, Any]]):
         with Horizontal(classes="field"):
             yield Label("Max side (px)", classes="field-label")
             yield Input(str(s.max_side), id="max_side", type="integer")
+        with Horizontal(classes="field"):
+            yield Label("Requests/min", classes="field-label")
+            yield Input(
+                str(s.rpm or ""),
+                id="rpm",
+                type="integer",
+                placeholder="blank: learn the limit from the first 429",
+            )
         yield Label("Prompt", classes="field-label")
         yield TextArea(s.prompt, id="prompt", soft_wrap=True)
 
@@ -52,6 +60,8 @@ class SettingsScreen(Dialog[dict[str, Any]]):
         prompt = self.query_one("#prompt", TextArea).text.strip()
         concurrency = _int(self.query_one("#concurrency", Input).value)
         max_side = _int(self.query_one("#max_side", Input).value)
+        rpm_text = self.query_one("#rpm", Input).value.strip()
+        rpm = _int(rpm_text) if rpm_text else None
         if not model:
             self.error("The model cannot be empty (for example gemini-flash-latest).")
         elif not prompt:
@@ -60,12 +70,15 @@ class SettingsScreen(Dialog[dict[str, Any]]):
             self.error("Concurrency must be a whole number, 1 or more.")
         elif max_side is None or max_side < MIN_SIDE:
             self.error(f"Max side must be a whole number of pixels, {MIN_SIDE} or more.")
+        elif rpm_text and (rpm is None or rpm < 1):
+            self.error("Requests per minute must be a whole number, 1 or more (or blank).")
         else:
             values = {
                 "model": model,
                 "prompt": prompt,
                 "concurrency": concurrency,
                 "max_side": max_side,
+                "rpm": rpm,
             }
             changes = {k: v for k, v in values.items() if getattr(self.settings, k) != v}
             return changes
