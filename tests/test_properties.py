@@ -72,9 +72,14 @@ def test_nothing_blank_and_no_line_break_comes_out(text: str) -> None:
     assert parse_pasted_text(text.replace("\r\n", "\n")) == items
 
 
+# A line ending in a backslash is the one place trailing padding means something: the
+# backslash escapes it (a dropped name that ends in a space; see the test below).
+_UNESCAPED_LINE = _LINE.filter(lambda line: not line.rstrip().endswith("\\"))
+
+
 @PROPERTY
 @given(
-    lines=st.lists(_LINE, max_size=6),
+    lines=st.lists(_UNESCAPED_LINE, max_size=6),
     blank=st.lists(st.sampled_from(["", " ", "\t", "  \t "]), min_size=1, max_size=4),
     pad=st.sampled_from(["", " ", "\t", " \t"]),
 )

@@ -5,10 +5,10 @@ requests in flight, N changeable while running, a global hold after a 429), the 
 policy, and the life of each job, which always ends in exactly one final state through
 `_finish`. Views subscribe to its events; they never reach into its tasks.
 
-Each started job runs as one task: read or download, prepare in a worker thread, then
-wait for a request slot and stream the caption. Up to 2N jobs are started at once so the
-next images are already prepared when a slot frees, without holding a whole folder of
-images in memory.
+Each started job runs as one task (`runner.JobRunner`): read or download, look up the
+results cache, prepare in a worker thread, then wait for a request slot and stream the
+caption. Up to 2N jobs are started at once so the next images are already prepared when
+a slot frees, without holding a whole folder of images in memory.
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiohttp
 
-from tui_captioner.core import fetch, imaging
+from tui_captioner.core import fetch
 from tui_captioner.core.cache import CacheError, ResultCache, cache_key
 from tui_captioner.core.captioner import Captioner, GeminiCaptioner
-from tui_captioner.core.errors import RETRYABLE, STOPS_RUN, CaptionerError, ErrorKind
-from tui_captioner.core.imaging import sha256_hex
+from tui_captioner.core.errors import CaptionerError
 from tui_captioner.core.jobs import (
-    CaptionDelta,
     ConcurrencyChanged,
     Event,
     Idle,
@@ -38,14 +35,13 @@ from tui_captioner.core.jobs import (
     JobAdded,
     JobChanged,
     JobFinished,
-    JobProgress,
     JobRemoved,
     JobState,
-    RateLimited,
     RunStopped,
     Source,
 )
 from tui_captioner.core.limiter import RequestLimiter
+from tui_captioner.core.runner import JobRunner
 from tui_captioner.core.settings import Settings
 from tui_captioner.core.sources import InputProblem, iter_sources
 from tui_captioner.core.stats import Stats
@@ -92,6 +88,7 @@ class Pipeline:
         self._idle.set()
         self._unfinished = 0
         self._dispatcher: asyncio.Task[None] | None = None
+        self._runner = JobRunner(self)
 
     # --- life -----------------------------------------------------------------------
 
@@ -296,7 +293,9 @@ class Pipeline:
                 if job.state is not JobState.QUEUED or job.id not in self.jobs:
                     continue
                 job.started_at = asyncio.get_running_loop().time()
-                task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+                # the settings in force when it starts (they may have changed since it queued)
+                job.model, job.prompt = self.settings.model, self.settings.prompt
+                task = asyncio.create_task(self._runner.run(job), name=f"job-{job.id}")
                 task.add_done_callback(functools.partial(self._task_done, job))
                 self._tasks[job.id] = task
             self._wake.clear()
@@ -310,71 +309,10 @@ class Pipeline:
         if task.cancelled() and not job.state.is_final:
             self._finish(job, JobState.CANCELLED, self._cancel_reasons.pop(job.id, "Cancelled"))
 
-    async def _run(self, job: Job) -> None:
-        try:
-            raw = await self._load(job)
-            if self.cache is not None:
-                job.sha256 = await asyncio.to_thread(sha256_hex, raw)
-                if self._from_cache(job):
-                    return
-            image = await self._prepare(job, raw)
-            del raw  # only the prepared image is kept while waiting for a slot
-            await self._caption_with_retries(job, image)
-        except asyncio.CancelledError:
-            self._finish(job, JobState.CANCELLED, self._cancel_reasons.pop(job.id, "Cancelled"))
-        except CaptionerError as exc:
-            if exc.kind in STOPS_RUN:
-                self._stop_run(job, exc)
-            else:
-                self._finish(job, JobState.FAILED, exc.message)
-        except Exception as exc:  # a bug must still end the job, in words, not a traceback
-            log.debug("job %s failed unexpectedly", job.id, exc_info=True)
-            self._finish(job, JobState.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}")
-
-    async def _load(self, job: Job) -> bytes:
-        """The original bytes: read from disk or downloaded (with retries)."""
-        source = job.source
-        if source.url is not None:
-            self._set_state(job, JobState.DOWNLOADING)
-            assert self._session is not None
-
-            def progress(done: int, total: int | None) -> None:
-                job.bytes_downloaded, job.bytes_total = done, total
-                self._emit(JobProgress(job))
-
-            raw = await self._with_retries(
-                job,
-                lambda: fetch.fetch_image(self._session, source.url, self.fetch_limits, progress),
-            )
-        else:
-            assert source.path is not None
-            raw = await imaging.read(source.path)
-        return raw
-
-    async def _prepare(self, job: Job, raw: bytes) -> imaging.PreparedImage:
-        self._set_state(job, JobState.PREPARING)
-        image = await imaging.prepare(raw, self.settings.max_side, job.source.name, job.sha256)
-        job.sha256, job.width, job.height = image.sha256, image.width, image.height
-        job.bytes_sent = len(image.data)
-        return image
-
     def _cache_key(self, job: Job) -> str | None:
         if self.cache is None or job.sha256 is None:
             return None
         return cache_key(job.sha256, job.model, job.prompt, self.settings.max_side)
-
-    def _from_cache(self, job: Job) -> bool:
-        """Finish the job from the results cache if this image was captioned before."""
-        key = self._cache_key(job)
-        hit = self.cache.get(key) if key and self.cache else None
-        if hit is None:
-            return False
-        job.caption, job.note, job.cached = hit.caption, hit.note, True
-        job.width, job.height, job.bytes_sent = hit.width, hit.height, hit.bytes_sent
-        job.input_tokens, job.output_tokens = hit.input_tokens, hit.output_tokens
-        job.latency_s = hit.latency_s
-        self._finish(job, JobState.DONE)
-        return True
 
     def _store(self, job: Job) -> bool:
         """Keep a finished caption the moment it exists: a crash must not lose it.
@@ -398,62 +336,6 @@ class Pipeline:
         job.caption = text
         self._emit(JobChanged(job))
         return self._store(job)
-
-    async def _caption_with_retries(self, job: Job, image: imaging.PreparedImage) -> None:
-        async def attempt() -> None:
-            self._set_state(job, JobState.WAITING)
-            async with self.limiter.slot() as sent_at:
-                job.attempts += 1
-                self._set_state(job, JobState.CAPTIONING)
-                try:
-                    await self._caption_once(job, image)
-                except CaptionerError as exc:
-                    self._hold_back(exc, job.attempts, sent_at)  # before the slot frees
-                    raise
-                self.limiter.pacer.succeeded()
-
-        await self._with_retries(job, attempt, count_attempts=False)
-        self._finish(job, JobState.DONE)
-        self._store(job)
-
-    async def _with_retries(self, job: Job, action: Callable[[], Any], count_attempts: bool = True):
-        """Run `action`, retrying what is retryable, up to `settings.retries` attempts."""
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                return await action()
-            except CaptionerError as exc:
-                attempts = tries if count_attempts else job.attempts
-                if exc.kind not in RETRYABLE or attempts >= self.settings.retries:
-                    if exc.kind in RETRYABLE and attempts > 1:
-                        exc.message = f"{exc.message} (gave up after {attempts} attempts)"
-                    raise
-                delay = self._retry_delay(exc, attempts)
-                loop = asyncio.get_running_loop()
-                job.retry_at = loop.time() + delay
-                job.error = exc.message
-                self._set_state(job, JobState.RETRYING)
-                await asyncio.sleep(delay)
-                job.retry_at = None
-                job.error = None
-
-    def _hold_back(self, exc: CaptionerError, attempts: int, sent_at: float) -> None:
-        """A 429 holds every new start for its delay; a bad key or daily quota pauses all."""
-        if exc.kind in STOPS_RUN:
-            self.limiter.pause()
-        elif exc.kind is ErrorKind.RATE_LIMIT:
-            now = asyncio.get_running_loop().time()
-            self.limiter.pacer.rate_limited_at(sent_at, now, exc.retry_after)
-            exc.retry_after = self._retry_delay(exc, attempts)  # the job waits the same
-            self.limiter.hold(now + exc.retry_after)
-            self._emit(RateLimited(self.limiter.hold_until, self.limiter.effective_limit))
-
-    def _retry_delay(self, exc: CaptionerError, attempts: int) -> float:
-        if exc.retry_after is not None:
-            return exc.retry_after
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
-        return random.uniform(ceiling / 2, ceiling)
 
     def _gemini(self) -> Captioner:
         """The captioner, made on first use so a key given later (in the app) is used."""
@@ -483,28 +365,6 @@ class Pipeline:
         self.fetch_limits = fetch.FetchLimits(
             max_bytes=int(self.settings.max_download_mb * 1024**2)
         )
-
-    async def _caption_once(self, job: Job, image: imaging.PreparedImage) -> None:
-        captioner = self._gemini()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        job.caption, job.note = "", None
-        try:
-            async for chunk in captioner.stream(image, job.prompt):
-                if chunk.input_tokens is not None:
-                    job.input_tokens = chunk.input_tokens
-                if chunk.output_tokens is not None:
-                    job.output_tokens = chunk.output_tokens
-                if chunk.finish_reason == "MAX_TOKENS":
-                    job.note = "The caption was cut short: the model hit its output limit"
-                if chunk.text:
-                    job.caption += chunk.text
-                    self._emit(CaptionDelta(job, chunk.text))
-        except BaseException:
-            job.caption = ""  # a cut stream starts again from scratch
-            raise
-        job.caption = job.caption.strip()
-        job.latency_s = loop.time() - started
 
     # --- endings --------------------------------------------------------------------
 
