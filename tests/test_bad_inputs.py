@@ -22,9 +22,10 @@ import pillow_heif
 import pytest
 from PIL import Image
 
+from tests.cli_support import child_env, read_jsonl, run_cli
 from tests.servers.gemini import FakeGemini, RecordedRequest
 from tests.servers.image_host import ImageHost
-from tests.test_faults import Ledger, child_env, make_images, read_jsonl, run_cli, settle
+from tests.test_faults import Ledger, make_images, settle
 from tui_captioner.core.jobs import JobState
 from tui_captioner.core.pipeline import Pipeline
 from tui_captioner.core.settings import Settings

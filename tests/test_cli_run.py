@@ -8,58 +8,14 @@ import json
 import os
 import pty
 import signal
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.servers.gemini import FakeGemini, Fault
+from tests.cli_support import NOISE, child_env, run_cli, spawn_cli
+from tests.servers.gemini import Fault
 from tui_captioner.core.jobs import RESULT_FIELDS
-
-NOISE = ("Traceback", "Task was destroyed", "Unclosed client session", "Unclosed connector")
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def lines(self) -> list[dict]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
-
-
-def child_env(server: FakeGemini | None, key: str | None = "test-key", **extra: str) -> dict:
-    env = dict(os.environ)
-    env.pop("GEMINI_API_KEY", None)
-    env.pop("GOOGLE_API_KEY", None)
-    if key:
-        env["GEMINI_API_KEY"] = key
-    if server is not None:
-        env["GOOGLE_GEMINI_BASE_URL"] = server.url
-    env.update(extra)
-    return env
-
-
-async def run_cli(*args: str, env: dict, stdin: bytes | None = None, timeout=60) -> Result:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tui_captioner",
-        "run",
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-    result = Result(proc.returncode, out.decode(), err.decode())
-    for noise in NOISE:
-        assert noise not in result.stderr, result.stderr
-    return result
 
 
 def photos(folder: Path, count: int = 3) -> Path:
@@ -231,10 +187,7 @@ async def test_ctrl_c_keeps_written_lines_and_exits_130(gemini, tmp_path) -> Non
     photos(tmp_path, 6)
     gemini.script(Fault.ok(), *[Fault.hang() for _ in range(10)])
     out = tmp_path / "out.jsonl"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tui_captioner",
+    proc = await spawn_cli(
         "run",
         str(tmp_path),
         "--jsonl",
@@ -264,10 +217,7 @@ async def test_ctrl_c_keeps_written_lines_and_exits_130(gemini, tmp_path) -> Non
 async def test_live_progress_bar_on_a_terminal(gemini, tmp_path) -> None:
     photos(tmp_path, 3)
     master, slave = pty.openpty()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tui_captioner",
+    proc = await spawn_cli(
         "run",
         str(tmp_path),
         env=child_env(gemini, COLUMNS="120"),

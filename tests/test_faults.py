@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.cli_support import child_env, read_jsonl, run_cli
 from tests.servers.gemini import FakeGemini, Fault, RecordedRequest
 from tui_captioner.core.jobs import (
     Event,
@@ -34,8 +32,6 @@ from tui_captioner.core.jobs import (
 )
 from tui_captioner.core.pipeline import Pipeline
 from tui_captioner.core.settings import Settings
-
-NOISE = ("Traceback", "Task was destroyed", "Unclosed client session", "Unclosed connector")
 
 # --- shared helpers -------------------------------------------------------------------
 
@@ -136,51 +132,6 @@ async def wait_for(predicate, timeout: float = 10) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def child_env(server: FakeGemini | None, key: str | None = "test-key", **extra: str) -> dict:
-    """The environment of a CLI child: the test's isolated dirs, a key, the local server."""
-    env = dict(os.environ)
-    env.pop("GEMINI_API_KEY", None)
-    env.pop("GOOGLE_API_KEY", None)
-    if key:
-        env["GEMINI_API_KEY"] = key
-    if server is not None:
-        env["GOOGLE_GEMINI_BASE_URL"] = server.url
-    env.update(extra)
-    return env
-
-
-async def run_cli(*args: str, env: dict, cwd: Path | None = None, timeout: float = 60) -> Result:
-    """`python -m tui_captioner run ARGS` as a real process; stderr must hold no traceback."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tui_captioner",
-        "run",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    result = Result(proc.returncode, out.decode(), err.decode())
-    for noise in NOISE:
-        assert noise not in result.stderr, result.stderr
-    return result
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 # --- retryable faults: enough retries -> done; too few -> failed, saying why ----------

@@ -6,14 +6,13 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.cli_support import child_env, run_cli, spawn_cli
 from tests.servers.gemini import Fault
-from tests.test_cli_run import child_env, run_cli
 from tui_captioner.core.store import atomic_write
 
 
@@ -60,28 +59,16 @@ async def test_cache_dir_flag_and_cache_command(gemini, tmp_path) -> None:
 
 
 async def run_cache(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tui_captioner",
-        "cache",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+    result = await run_cli(*args, env=child_env(None), command="cache")
+    assert result.code == 0, result.stderr
+    return result.stdout
 
 
 async def test_kill_9_loses_only_what_was_streaming(gemini, tmp_path) -> None:
     folder = photos(tmp_path / "p", 6)
     gemini.script(Fault.ok(), Fault.ok(), Fault.ok(), *[Fault.hang() for _ in range(10)])
     out = tmp_path / "out.jsonl"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tui_captioner",
+    proc = await spawn_cli(
         "run",
         str(folder),
         "--jsonl",

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests.cli_support import child_env, read_jsonl, run_cli
 from tests.servers.gemini import FakeGemini, Fault
 from tests.servers.image_host import ImageHost
-from tests.test_faults import child_env, read_jsonl, run_cli
 from tui_captioner.core import fetch
 from tui_captioner.core.errors import InputError
 from tui_captioner.core.jobs import Job, JobState, Source
