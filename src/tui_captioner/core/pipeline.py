@@ -293,6 +293,7 @@ class Pipeline:
                 if job.state is not JobState.QUEUED or job.id not in self.jobs:
                     continue
                 job.started_at = asyncio.get_running_loop().time()
+                self.stats.mark_started(job.started_at)
                 # the settings in force when it starts (they may have changed since it queued)
                 job.model, job.prompt = self.settings.model, self.settings.prompt
                 task = asyncio.create_task(self._runner.run(job), name=f"job-{job.id}")

@@ -18,6 +18,7 @@ RATE_WINDOW_S = 60.0
 class Stats:
     total: int = 0
     finished: Counter[JobState] = field(default_factory=Counter)
+    started_at: float | None = None  # loop time the first job started
     _recent: deque[float] = field(default_factory=deque)
 
     @property
@@ -55,14 +56,20 @@ class Stats:
         if state.is_final:
             self.finished[state] -= 1
 
+    def mark_started(self, now: float) -> None:
+        if self.started_at is None:
+            self.started_at = now
+
     def rate(self, now: float) -> float:
-        """Images captioned per second over the last minute."""
+        """Images captioned per second over the last minute (or since the run began):
+        measured against elapsed time, so two captions finishing together early on do
+        not read as thousands a minute."""
         while self._recent and now - self._recent[0] > RATE_WINDOW_S:
             self._recent.popleft()
-        if len(self._recent) < 2:
+        if self.started_at is None or not self._recent:
             return 0.0
-        span = max(now - self._recent[0], 1e-6)
-        return len(self._recent) / span
+        since = max(self.started_at, now - RATE_WINDOW_S)
+        return len(self._recent) / max(now - since, 1.0)
 
     def eta(self, now: float) -> float | None:
         """Seconds until the queue drains at the current rate, if there is a rate."""
