@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from tui_captioner.core.jobs import Event, Job, JobAdded, JobFinished, JobState, RunStopped
 from tui_captioner.core.pipeline import Pipeline
@@ -41,13 +41,12 @@ class ProgressView:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[failed]} failed"),
                 TextColumn("{task.fields[rate]}"),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
+                TextColumn("ETA {task.fields[eta]}"),
                 console=self.console,
                 transient=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task("captions", total=0, failed=0, rate="")
+            self._task = self._progress.add_task("captions", total=0, failed=0, rate="", eta="–")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -59,13 +58,15 @@ class ProgressView:
         if self._progress is None or self._task is None:
             return
         stats = self.pipeline.stats
-        rate = stats.rate(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        rate, eta = stats.rate(now), stats.eta(now)
         self._progress.update(
             self._task,
             total=stats.total,
             completed=stats.ended,
             failed=stats.failed,
             rate=f"{rate * 60:.1f}/min" if rate else "",
+            eta=_clock(eta) if eta is not None else "–",
         )
 
     def finished(self, job: Job) -> None:
@@ -84,6 +85,12 @@ class ProgressView:
 
     def message(self, text: str) -> None:
         self.console.print(text)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 async def run_headless(
