@@ -42,6 +42,12 @@ class FetchLimits:
     max_redirects: int = 5
 
 
+def open_session() -> aiohttp.ClientSession:
+    """The one connection pool for downloads and Gemini calls. It trusts the environment,
+    so HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply to both."""
+    return aiohttp.ClientSession(trust_env=True)
+
+
 async def fetch_image(
     session: aiohttp.ClientSession,
     url: str,

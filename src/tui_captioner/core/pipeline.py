@@ -95,7 +95,7 @@ class Pipeline:
     async def start(self) -> None:
         """Open the shared connection pool and the captioner; start dispatching."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(trust_env=True)  # honour HTTPS_PROXY
+            self._session = fetch.open_session()
         if self.cache is None and self.settings.cache:
             self.cache = ResultCache.open_in(self.settings.cache_dir)
             self._owns_cache = True

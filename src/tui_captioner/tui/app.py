@@ -24,6 +24,7 @@ from textual.widgets import Footer
 
 from tui_captioner.core.cache import CacheError
 from tui_captioner.core.captioner import Captioner, find_api_key, uses_vertex
+from tui_captioner.core.fetch import open_session
 from tui_captioner.core.pipeline import Pipeline
 from tui_captioner.core.settings import Settings
 from tui_captioner.tui import actions, keys
@@ -98,7 +99,7 @@ class CaptionerApp(App[int]):
         self.preview = self.query_one(Preview)
         self.stats_bar = self.query_one(StatsBar)
         self.banner = self.query_one(Banner)
-        self._session = aiohttp.ClientSession()
+        self._session = open_session()
         self.thumbnails.session = self._session
         self.pipeline = Pipeline(
             self.settings,
