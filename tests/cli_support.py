@@ -63,7 +63,12 @@ async def run_cli(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    finally:
+        if proc.returncode is None:  # timed out: leave no stray process behind
+            proc.kill()
+            await proc.wait()
     result = Result(proc.returncode, out.decode(), err.decode())
     for noise in NOISE:
         assert noise not in result.stderr, result.stderr
