@@ -216,6 +216,7 @@ async def test_ctrl_c_keeps_written_lines_and_exits_130(gemini, tmp_path) -> Non
 
 async def test_live_progress_bar_on_a_terminal(gemini, tmp_path) -> None:
     photos(tmp_path, 3)
+    (tmp_path / "[red]notes.png").write_text("brackets are not markup")
     master, slave = pty.openpty()
     proc = await spawn_cli(
         "run",
@@ -242,6 +243,7 @@ async def test_live_progress_bar_on_a_terminal(gemini, tmp_path) -> None:
     screen = await asyncio.wait_for(reader, 10)
     os.close(master)
     text = screen.decode(errors="replace")
-    assert proc.returncode == 0
-    assert "Captioning" in text and "3/3" in text and "ETA" in text
-    assert len(out.decode().splitlines()) == 3
+    assert proc.returncode == 1
+    assert "Captioning" in text and "4/4" in text and "ETA" in text
+    assert "[red]notes.png" in text and "is not an image" in text
+    assert len(out.decode().splitlines()) == 4

@@ -11,7 +11,7 @@ from typing import Any
 
 from tui_captioner.config import load_settings
 from tui_captioner.core.cache import ResultCache
-from tui_captioner.core.captioner import KEY_VARIABLES, find_api_key, uses_vertex
+from tui_captioner.core.captioner import find_api_key, uses_vertex
 from tui_captioner.core.errors import UsageError
 from tui_captioner.core.imaging import format_size
 from tui_captioner.core.settings import DEFAULT_MODEL, Settings
@@ -204,6 +204,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-__all__ = ["KEY_VARIABLES", "main"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from tui_captioner.core.jobs import Event, Job, JobAdded, JobFinished, JobState, RunStopped
@@ -72,7 +73,9 @@ class ProgressView:
     def finished(self, job: Job) -> None:
         if self.live:
             if job.state is JobState.FAILED:
-                self.console.print(f"[red]failed[/red] {job.source.given}: {job.error}")
+                self.console.print(
+                    f"[red]failed[/red] {escape(job.source.given)}: {escape(job.error or '')}"
+                )
             self.refresh()
             return
         stats = self.pipeline.stats
@@ -117,7 +120,7 @@ async def run_headless(
         elif isinstance(event, JobAdded):
             view.refresh()
         elif isinstance(event, RunStopped):
-            view.message(f"[bold red]Stopped:[/bold red] {event.reason}")
+            view.message(f"[bold red]Stopped:[/bold red] {escape(event.reason)}")
             loop.call_soon(pipeline.cancel_all, f"Not captioned: the run stopped ({event.kind})")
 
     pipeline.subscribe(on_event)
