@@ -245,5 +245,5 @@ async def test_live_progress_bar_on_a_terminal(gemini, tmp_path) -> None:
     text = screen.decode(errors="replace")
     assert proc.returncode == 1
     assert "Captioning" in text and "4/4" in text and "ETA" in text
-    assert "[red]notes.png" in text and "is not an image" in text
+    assert "/[red]notes.png: " in text, "a name is printed as text, not read as markup"
     assert len(out.decode().splitlines()) == 4
