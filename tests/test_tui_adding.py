@@ -107,6 +107,17 @@ async def test_bad_input_is_a_failed_row_and_a_notice(gemini: FakeGemini, tmp_pa
         assert any("No such file" in n.message for n in app._notifications)
 
 
+async def test_a_name_in_brackets_shows_as_it_is(gemini: FakeGemini, tmp_path: Path):
+    """Notices are plain text: `[b]nowhere.jpg` is a file name, not bold markup."""
+    app = make_app(gemini, [])
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await app.add_inputs([str(tmp_path / "[b]nowhere.jpg")])
+        await wait_idle(pilot, count=1)
+        await pilot.pause(0.2)
+        toasts = [str(t.render()) for t in app.query("Toast")]
+        assert any("[b]nowhere.jpg" in text for text in toasts), toasts
+
+
 async def _open_browser(pilot, root: Path) -> FolderBrowserScreen:
     app = pilot.app
     await pilot.press("o")

@@ -19,6 +19,7 @@ from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import BindingType
 from textual.containers import Horizontal
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer
 
@@ -125,6 +126,19 @@ class CaptionerApp(App[int]):
         self.table.focus()
         if self.initial_inputs:
             self.run_worker(self.add_inputs(self.initial_inputs), group="add")
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Always plain text: messages carry file names and the server's words, and a
+        name like `[red]x.png` must show as it is, not be read as markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def has_credentials(self) -> bool:
         return bool(self.settings.api_key or find_api_key() or uses_vertex())

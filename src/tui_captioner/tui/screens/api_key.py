@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Input, Label
 
@@ -24,7 +25,7 @@ class ApiKeyScreen(Dialog[str]):
 
     def body(self) -> ComposeResult:
         if self.reason:
-            yield Label(self.reason, classes="dialog-reason")
+            yield Label(Text(self.reason), classes="dialog-reason")  # server words, not markup
         yield Label(EXPLAIN, classes="dialog-hint")
         yield Input(password=True, placeholder="paste the key here", id="api-key")
 

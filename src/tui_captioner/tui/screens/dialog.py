@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Generic, TypeVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -43,7 +44,7 @@ class Dialog(ModalScreen[T], Generic[T]):
         raise NotImplementedError
 
     def error(self, message: str) -> None:
-        self.query_one(".dialog-error", Label).update(message)
+        self.query_one(".dialog-error", Label).update(Text(message))  # may hold a path
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
