@@ -247,3 +247,17 @@ async def test_live_progress_bar_on_a_terminal(gemini, tmp_path) -> None:
     assert "Captioning" in text and "4/4" in text and "ETA" in text
     assert "/[red]notes.png: " in text, "a name is printed as text, not read as markup"
     assert len(out.decode().splitlines()) == 4
+
+
+async def test_sidecars_of_two_images_with_one_name_both_survive(gemini, tmp_path) -> None:
+    Image.new("RGB", (40, 30), "red").save(tmp_path / "shot.png")
+    Image.new("RGB", (30, 40), "blue").save(tmp_path / "shot.jpg")
+    result = await run_cli(str(tmp_path), "--sidecar", env=child_env(gemini))
+    assert result.code == 0, result.stderr
+    captions = {Path(r["source"]).name: r["caption"] for r in result.lines()}
+    written = {p.name: p.read_text().strip() for p in tmp_path.glob("*.txt")}
+    assert set(written.values()) == set(captions.values()), "both captions are on disk"
+    assert "shot.txt" in written and len(written) == 2
+    other = next(name for name in written if name != "shot.txt")
+    assert other in {"shot.png.txt", "shot.jpg.txt"}
+    assert "share the caption file name shot.txt" in result.stderr

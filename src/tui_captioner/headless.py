@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from tui_captioner.core.jobs import Event, Job, JobAdded, JobFinished, JobState, RunStopped
 from tui_captioner.core.pipeline import Pipeline
 from tui_captioner.core.settings import Settings
-from tui_captioner.core.store import ResultStream, write_sidecar
+from tui_captioner.core.store import ResultStream, Sidecars
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -107,6 +107,7 @@ async def run_headless(
 ) -> int:
     """Caption every input; return the exit code (0 all done, 1 some not done)."""
     out = ResultStream(jsonl, csv_path)
+    sidecars = Sidecars() if sidecar else None
     pipeline = Pipeline(settings)
     view = ProgressView(pipeline, stderr)
     loop = asyncio.get_running_loop()
@@ -114,8 +115,11 @@ async def run_headless(
     def on_event(event: Event) -> None:
         if isinstance(event, JobFinished):
             out.write(event.job)
-            if sidecar:
-                write_sidecar(event.job)
+            if sidecars is not None:
+                clashes = len(sidecars.clashes)
+                sidecars.write(event.job)
+                for clash in sidecars.clashes[clashes:]:
+                    view.message(escape(clash))
             view.finished(event.job)
         elif isinstance(event, JobAdded):
             view.refresh()

@@ -43,12 +43,33 @@ def sidecar_path(job: Job) -> Path | None:
     return job.source.path.with_suffix(".txt")
 
 
-def write_sidecar(job: Job) -> Path | None:
-    path = sidecar_path(job)
-    if path is None or job.state is not JobState.DONE:
-        return None
-    atomic_write(path, job.caption.rstrip("\n") + "\n")
-    return path
+class Sidecars:
+    """Write NAME.txt beside each captioned local image, once per image.
+
+    `a.png` and `a.jpg` in one folder would both claim `a.txt`: the first keeps it, the
+    second is written as `a.jpg.txt` and the clash is reported, so no caption is lost
+    silently and the training-set convention still holds for the first.
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[Path, Path] = {}  # sidecar -> the image that wrote it
+        self.clashes: list[str] = []
+
+    def write(self, job: Job) -> Path | None:
+        path = sidecar_path(job)
+        if path is None or job.state is not JobState.DONE:
+            return None
+        image = job.source.path
+        assert image is not None
+        owner = self._owners.setdefault(path, image)
+        if owner != image:
+            path = image.with_name(image.name + ".txt")
+            self.clashes.append(
+                f"{image.name} and {owner.name} share the caption file name {owner.stem}.txt; "
+                f"wrote {path.name} for {image.name}"
+            )
+        atomic_write(path, job.caption.rstrip("\n") + "\n")
+        return path
 
 
 def csv_row(result: dict[str, Any]) -> list[str]:

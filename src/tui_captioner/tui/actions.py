@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui_captioner.core.jobs import Job, JobState
+from tui_captioner.core.jobs import Job
 from tui_captioner.core.pipeline import Pipeline
 from tui_captioner.core.sources import InputProblem, iter_sources, parse_pasted_text
-from tui_captioner.core.store import export_csv, export_jsonl, write_sidecar
+from tui_captioner.core.store import Sidecars, export_csv, export_jsonl
 from tui_captioner.tui.screens.api_key import ApiKeyScreen
 from tui_captioner.tui.screens.export import ExportScreen
 from tui_captioner.tui.screens.settings import SettingsScreen
@@ -58,8 +58,10 @@ def export(app: CaptionerApp, pipeline: Pipeline) -> None:
         jobs = list(pipeline.jobs.values())
         try:
             if fmt == "sidecar":
-                count = await asyncio.to_thread(write_sidecars, jobs)
+                count, clashes = await asyncio.to_thread(write_sidecars, jobs)
                 app.notify(f"Wrote {count} caption file(s) beside their images.")
+                for clash in clashes:
+                    app.notify(clash, severity="warning")
                 return
             assert path is not None
             writer = export_jsonl if fmt == "jsonl" else export_csv
@@ -72,9 +74,11 @@ def export(app: CaptionerApp, pipeline: Pipeline) -> None:
     app.push_screen(ExportScreen(Path.cwd()), write)
 
 
-def write_sidecars(jobs: Iterable[Job]) -> int:
-    """Write NAME.txt for each finished local image; how many were written."""
-    return sum(1 for job in jobs if job.state is JobState.DONE and write_sidecar(job) is not None)
+def write_sidecars(jobs: Iterable[Job]) -> tuple[int, list[str]]:
+    """Write NAME.txt for each finished local image: how many, and any name clashes."""
+    sidecars = Sidecars()
+    count = sum(1 for job in jobs if sidecars.write(job) is not None)
+    return count, sidecars.clashes
 
 
 def edit_settings(app: CaptionerApp, pipeline: Pipeline) -> None:
