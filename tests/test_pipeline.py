@@ -344,8 +344,12 @@ async def test_a_big_folder_joins_in_batches_without_sending_while_paused(
     pipeline.pause()
     added_events: list[int] = []
     pipeline.subscribe(lambda e: type(e).__name__ == "JobAdded" and added_events.append(e.job.id))
-    jobs = await pipeline.add_inputs_async([str(folder)], batch=500)
+    added = await pipeline.add_inputs_async([str(folder)], batch=500)
+    jobs = added.jobs
     assert len(jobs) == len(added_events) == pipeline.stats.total == 1200
+    again = await pipeline.add_inputs_async([str(folder / "0000.jpg"), str(tmp_path / "no")])
+    assert again.repeated == 1 and again.queued == []
+    assert [j.error for j in again.problems] == [f"No such file or folder: {tmp_path / 'no'}"]
     assert [j.source.name for j in jobs[:2]] == ["0000.jpg", "0001.jpg"]
     assert gemini.requests == []
 

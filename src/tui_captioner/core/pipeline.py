@@ -19,6 +19,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -50,6 +51,22 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[Event], Any]
 
 
+@dataclass
+class Added:
+    """What one addition did, for a view to say in a sentence."""
+
+    jobs: list[Job]  # every new job; inputs that resolved to nothing among them, failed
+    repeated: int = 0  # inputs already in the queue, so not queued again
+
+    @property
+    def queued(self) -> list[Job]:
+        return [job for job in self.jobs if job.source.path or job.source.url]
+
+    @property
+    def problems(self) -> list[Job]:
+        return [job for job in self.jobs if not (job.source.path or job.source.url)]
+
+
 class Pipeline:
     """Add jobs at any time; pause, resume, cancel, retry; subscribe to what happens."""
 
@@ -73,7 +90,7 @@ class Pipeline:
         self._owns_captioner = captioner is None
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self.fetch_limits = fetch.FetchLimits(max_bytes=int(settings.max_download_mb * 1024**2))
+        self.fetch_limits = _fetch_limits(settings)
         self.limiter = RequestLimiter(settings.concurrency, settings.rpm)
         self.jobs: dict[int, Job] = {}
         self.stats = Stats()
@@ -150,15 +167,18 @@ class Pipeline:
         """Expand paths, folders, globs and URLs into jobs; problems become failed jobs."""
         return self.add_items(iter_sources(inputs))
 
-    async def add_inputs_async(self, inputs: Iterable[str], batch: int = 500) -> list[Job]:
+    async def add_inputs_async(self, inputs: Iterable[str], batch: int = 500) -> Added:
         """`add_inputs` for big folders: the folder walk runs in a thread, and jobs join
         the queue in batches so the loop (and the app's painting) never stalls."""
         inputs = list(inputs)
         items = await asyncio.to_thread(lambda: list(iter_sources(inputs)))
-        added: list[Job] = []
+        jobs: list[Job] = []
         for start in range(0, len(items), batch):
-            added += self.add_items(items[start : start + batch])
+            jobs += self.add_items(items[start : start + batch])
             await asyncio.sleep(0)
+        added = Added(jobs)
+        sources = sum(1 for item in items if not isinstance(item, InputProblem))
+        added.repeated = sources - len(added.queued)
         return added
 
     def add_items(self, items: Iterable[Source | InputProblem]) -> list[Job]:
@@ -360,12 +380,11 @@ class Pipeline:
             self.concurrency = self.settings.concurrency
         if "rpm" in changes:
             self.limiter.pacer.set_rpm(self.settings.rpm)
-        if self._owns_captioner and self._captioner is not None:
-            old, self._captioner = self._captioner, None
+        if self._owns_captioner and self._captioner is not None and changes.keys() & _CLIENT:
+            old, self._captioner = self._captioner, None  # made again, with the new values
             await old.aclose()
-        self.fetch_limits = fetch.FetchLimits(
-            max_bytes=int(self.settings.max_download_mb * 1024**2)
-        )
+        if "max_download_mb" in changes:
+            self.fetch_limits = _fetch_limits(self.settings)
 
     # --- endings --------------------------------------------------------------------
 
@@ -400,3 +419,11 @@ class Pipeline:
 def _dedupe_key(source: Source) -> str:
     """The same path or URL is queued once; an input that resolved to nothing, by its text."""
     return source.key if (source.path or source.url) else f"problem:{source.given}"
+
+
+# settings the Gemini client is built with: changing one means a new client
+_CLIENT = frozenset({"model", "api_key", "base_url", "timeout", "temperature", "max_output_tokens"})
+
+
+def _fetch_limits(settings: Settings) -> fetch.FetchLimits:
+    return fetch.FetchLimits(max_bytes=int(settings.max_download_mb * 1024**2))

@@ -151,6 +151,7 @@ class JobRunner:
 
     async def _caption_once(self, job: Job, image: imaging.PreparedImage) -> None:
         captioner = self.p._gemini()
+        job.model = captioner.model  # a retry after a model change uses (and says) the new one
         loop = asyncio.get_running_loop()
         started = loop.time()
         job.caption, job.note = "", None

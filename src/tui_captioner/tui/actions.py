@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tui_captioner.core.jobs import Job
 from tui_captioner.core.pipeline import Pipeline
-from tui_captioner.core.sources import InputProblem, iter_sources, parse_pasted_text
+from tui_captioner.core.sources import parse_pasted_text
 from tui_captioner.core.store import Sidecars, export_csv, export_jsonl
 from tui_captioner.tui.screens.api_key import ApiKeyScreen
 from tui_captioner.tui.screens.export import ExportScreen
@@ -30,22 +30,19 @@ CONCURRENCY_MAX = 64
 
 async def add_inputs(app: CaptionerApp, pipeline: Pipeline, inputs: list[str]) -> None:
     """Queue inputs; say in one sentence what was queued and what could not be."""
-    items = await asyncio.to_thread(lambda: list(iter_sources(inputs)))
-    problems = [item for item in items if isinstance(item, InputProblem)]
-    jobs = pipeline.add_items(items)  # problems become failed rows that say why
-    added = sum(1 for job in jobs if job.source.path or job.source.url)
-    again = len(items) - len(problems) - added
+    added = await pipeline.add_inputs_async(inputs)  # problems become failed rows
+    queued, problems = len(added.queued), added.problems
     parts = []
-    if added:
-        parts.append(f"Queued {added} image{'s' if added != 1 else ''}.")
-    if again:
-        parts.append(f"{again} already in the queue.")
+    if queued:
+        parts.append(f"Queued {queued} image{'s' if queued != 1 else ''}.")
+    if added.repeated:
+        parts.append(f"{added.repeated} already in the queue.")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        parts.append(f"{problems[0].message}{more}.")
+        parts.append(f"{problems[0].error}{more}.")
     if not parts:
         parts.append("Nothing to add.")
-    app.notify(" ".join(parts), severity="warning" if problems or not added else "information")
+    app.notify(" ".join(parts), severity="warning" if problems or not queued else "information")
 
 
 def export(app: CaptionerApp, pipeline: Pipeline) -> None:
