@@ -71,6 +71,14 @@ async def test_503_is_transient(host: ImageHost, session: aiohttp.ClientSession)
     assert info.value.retry_after == 2.0
 
 
+async def test_an_image_host_cannot_park_a_job_for_hours(
+    host: ImageHost, session: aiohttp.ClientSession
+) -> None:
+    with pytest.raises(CaptionerError) as info:
+        await fetch_image(session, host.url("/fail503?after=7200"), FAST)
+    assert info.value.retry_after == 60.0
+
+
 async def test_html_page_is_refused(host: ImageHost, session: aiohttp.ClientSession) -> None:
     url = host.url("/page")
     with pytest.raises(InputError, match="returned a web page, not an image") as info:

@@ -17,7 +17,7 @@ Routes:
     /cut                   claims 100 KB, sends 1 KB of an image, drops the connection
     /redirect/<n>          n redirects, then /img/chelsea.png
     /loop                  redirects to itself forever
-    /fail503               503 Service Unavailable
+    /fail503               503 Service Unavailable (Retry-After: ?after=, default 2)
 """
 
 from __future__ import annotations
@@ -181,7 +181,8 @@ class ImageHost:
         raise web.HTTPFound("/loop")
 
     async def _fail503(self, request: web.Request) -> web.Response:
-        raise web.HTTPServiceUnavailable(text="try later", headers={"Retry-After": "2"})
+        after = request.query.get("after", "2")
+        raise web.HTTPServiceUnavailable(text="try later", headers={"Retry-After": after})
 
 
 @pytest_asyncio.fixture

@@ -42,6 +42,9 @@ class FetchLimits:
     max_redirects: int = 5
 
 
+MAX_RETRY_AFTER_S = 60.0
+
+
 def open_session() -> aiohttp.ClientSession:
     """The one connection pool for downloads and Gemini calls. It trusts the environment,
     so HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply to both."""
@@ -167,13 +170,14 @@ def _check_status(response: aiohttp.ClientResponse, shown: str) -> None:
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> float | None:
-    """Retry-After in seconds, when the server gave it as a number (dates are ignored)."""
+    """Retry-After in seconds, when the server gave it as a number (dates are ignored),
+    at most a minute: an image host must not park a job for hours."""
     value = response.headers.get("Retry-After", "").strip()
     try:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if 0 <= seconds <= 24 * 3600 else None
+    return min(seconds, MAX_RETRY_AFTER_S) if seconds >= 0 else None
 
 
 def _check_is_image(
