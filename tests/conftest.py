@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.servers.gemini import FakeGemini
+from tui_captioner.core.pipeline import Pipeline
+from tui_captioner.core.settings import Settings
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
@@ -88,3 +90,31 @@ def sample_images() -> Path:
 
 
 pytest_plugins = ["tests.servers.image_host"]
+
+
+def local_settings(server: FakeGemini, **overrides: object) -> Settings:
+    """Settings that talk to the local Gemini stand-in with its test key."""
+    values: dict[str, object] = {
+        "base_url": server.url,
+        "api_key": "test-key",
+        "concurrency": 4,
+        "retries": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def pipeline_for(gemini: FakeGemini):
+    """make(backoff_base=0.01, **settings) -> a started Pipeline, closed after the test."""
+    made: list[Pipeline] = []
+
+    async def make(backoff_base: float = 0.01, **overrides: object) -> Pipeline:
+        pipeline = Pipeline(local_settings(gemini, **overrides), backoff_base=backoff_base)
+        await pipeline.start()
+        made.append(pipeline)
+        return pipeline
+
+    yield make
+    for pipeline in made:
+        await pipeline.aclose()

@@ -31,7 +31,6 @@ from tui_captioner.core.jobs import (
     Source,
 )
 from tui_captioner.core.pipeline import Pipeline
-from tui_captioner.core.settings import Settings
 
 # --- shared helpers -------------------------------------------------------------------
 
@@ -102,26 +101,15 @@ class Ledger:
                 assert answered == []
 
 
-def settings_for(server: FakeGemini, **overrides) -> Settings:
-    values = {"base_url": server.url, "api_key": "test-key", "concurrency": 2, "retries": 5}
-    values.update(overrides)
-    return Settings(**values)
-
-
 @pytest.fixture
-async def pipe(gemini: FakeGemini):
-    """make(**settings) -> a started Pipeline with near-zero backoff, closed after."""
-    made: list[Pipeline] = []
+def pipe(pipeline_for):
+    """make(**settings) -> a started Pipeline; fault tests run 2 at once with near-zero
+    backoff unless they say otherwise."""
 
-    async def make(backoff_base: float = 0.001, **overrides) -> Pipeline:
-        pipeline = Pipeline(settings_for(gemini, **overrides), backoff_base=backoff_base)
-        await pipeline.start()
-        made.append(pipeline)
-        return pipeline
+    def make(**overrides):
+        return pipeline_for(**({"backoff_base": 0.001, "concurrency": 2} | overrides))
 
-    yield make
-    for pipeline in made:
-        await pipeline.aclose()
+    return make
 
 
 async def settle(pipeline: Pipeline, timeout: float = 10) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.servers.gemini import FakeGemini, Fault
+from tests.conftest import local_settings
+from tests.servers.gemini import Fault
 from tui_captioner.core.jobs import (
     Event,
     JobFinished,
@@ -18,7 +19,6 @@ from tui_captioner.core.jobs import (
     RunStopped,
 )
 from tui_captioner.core.pipeline import Pipeline
-from tui_captioner.core.settings import Settings
 
 
 def make_images(folder: Path, count: int, size: tuple[int, int] = (320, 240)) -> list[Path]:
@@ -45,30 +45,9 @@ class Recorder:
         return Counter(e.job.id for e in self.of(JobFinished))
 
 
-def settings_for(server: FakeGemini, **overrides) -> Settings:
-    values = {"base_url": server.url, "api_key": "test-key", "concurrency": 4, "retries": 5}
-    values.update(overrides)
-    return Settings(**values)
-
-
 async def run_all(pipeline: Pipeline, inputs: list[str], timeout: float = 30) -> None:
     pipeline.add_inputs(inputs)
     await asyncio.wait_for(pipeline.wait_idle(), timeout)
-
-
-@pytest.fixture
-async def pipeline_for(gemini: FakeGemini):
-    made: list[Pipeline] = []
-
-    async def make(**overrides) -> Pipeline:
-        pipeline = Pipeline(settings_for(gemini, **overrides), backoff_base=0.01)
-        await pipeline.start()
-        made.append(pipeline)
-        return pipeline
-
-    yield make
-    for pipeline in made:
-        await pipeline.aclose()
 
 
 async def test_captions_a_folder_downscaled_and_streamed(gemini, pipeline_for, tmp_path) -> None:
@@ -356,7 +335,7 @@ async def test_a_big_folder_joins_in_batches_without_sending_while_paused(
 
 async def test_an_edited_caption_is_what_the_cache_gives_back(gemini, tmp_path) -> None:
     make_images(tmp_path / "p", 1)
-    settings = settings_for(gemini, cache_dir=str(tmp_path / "cache"))
+    settings = local_settings(gemini, cache_dir=str(tmp_path / "cache"))
     async with Pipeline(settings) as first:
         (job,) = first.add_inputs([str(tmp_path / "p")])
         await asyncio.wait_for(first.wait_idle(), 10)
