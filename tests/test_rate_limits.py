@@ -87,3 +87,14 @@ def test_a_full_window_before_the_run_teaches_nothing() -> None:
     pacer.started(0.0)
     pacer.rate_limited_at(sent=0.0, now=0.01, retry_after=30)
     assert pacer.window is None, "one refused request says nothing about the quota"
+
+
+def test_a_long_clean_run_keeps_a_bounded_record_and_a_sane_first_estimate() -> None:
+    pacer = Pacer(concurrency=8)
+    for i in range(10_000):  # an hour of 3 starts a second without a single 429
+        pacer.started(i / 3)
+    assert pacer.starts_on_record <= 361
+    sent = 10_000 / 3
+    pacer.rate_limited_at(sent=sent, now=sent + 0.01, retry_after=1.0)
+    assert pacer.window is not None
+    assert pacer.window.seconds < 125, "not the hour since the run began"

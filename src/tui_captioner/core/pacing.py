@@ -28,6 +28,7 @@ import contextlib
 from collections import deque
 from dataclasses import dataclass
 
+LEARN_HORIZON_S = 120.0  # quotas are per minute; older starts cannot explain a 429
 MARGIN_S = 0.02  # slack on the learned window for clock skew between us and the server
 
 
@@ -64,6 +65,11 @@ class Pacer:
         self.window = Window(rpm, 60.0) if rpm else None
         self.learned = False
 
+    @property
+    def starts_on_record(self) -> int:
+        """How many recent starts the pacer remembers (bounded, whatever the run's size)."""
+        return len(self._sends)
+
     # --- what the limiter asks ------------------------------------------------------
 
     def next_start(self, now: float) -> float:
@@ -79,6 +85,7 @@ class Pacer:
     def started(self, now: float) -> None:
         if self._epoch_start is None:
             self._epoch_start = now
+        self._expire(now)
         self._sends.append(now)
         if self.learned and self.window and now - self._last_limited > 2 * self.window.seconds:
             self.window.requests += 1  # additive increase: probe gently for more room
@@ -86,6 +93,13 @@ class Pacer:
 
     def _expire(self, now: float) -> None:
         if self.window is None:
+            # nothing learned yet: keep only what a per-minute quota could still count, so
+            # a long clean run neither grows this record nor stretches the first estimate
+            horizon = now - LEARN_HORIZON_S
+            while self._sends and self._sends[0] <= horizon:
+                self._sends.popleft()
+            if self._sends and self._epoch_start is not None:
+                self._epoch_start = max(self._epoch_start, self._sends[0])
             return
         horizon = now - self.window.seconds
         while self._sends and self._sends[0] <= horizon:
